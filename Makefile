@@ -1,0 +1,40 @@
+# Two commands matter: `make run` (set up and start everything) and `make test` (set up and test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SNAPMATCH_VAR_DIR ?= ./var
+
+.PHONY: run test venv lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p var
+	@REDIS_URL=$$(PYTHON=$(BIN)/python scripts/ensure_redis.sh) || exit 1; export REDIS_URL; \
+	$(BIN)/flask --app webapp db upgrade && \
+	echo "" && \
+	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} (REDIS_URL=$$REDIS_URL)" && \
+	echo "Create users and tokens in another terminal:" && \
+	echo "  $(BIN)/flask --app webapp users create you@example.com --role photographer --password 'choose-one'" && \
+	echo "  $(BIN)/flask --app webapp tokens create you@example.com" && \
+	echo "" && \
+	PATH="$(abspath $(BIN)):$$PATH" PORT=$${PORT:-8000} $(BIN)/honcho start -f Procfile web worker scheduler
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

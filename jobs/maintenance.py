@@ -1,0 +1,108 @@
+"""Maintenance jobs: the sweeper that makes "never lost" true when Redis or a worker is not.
+
+The database says which photos and selfies are unfinished; for each one whose job is missing,
+finished without finishing it, or held by a dead worker, the sweeper enqueues a new generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import select, update
+
+from jobs.queues import enqueue_photos, enqueue_selfie, photo_job_id, selfie_job_id
+from jobs.worker_liveness import is_worker_alive
+from snapmatch import db
+from snapmatch.pipeline import mark_photo_failed, mark_selfie_failed
+from snapmatch.redis_client import get_redis
+from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
+from snapmatch.settings import get_settings
+
+log = logging.getLogger(__name__)
+# A photo that kills its worker every time must end, not loop: after this many re-enqueues it fails.
+MAX_GENERATIONS = 6
+SWEEP_LIMIT = 2000
+_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def job_is_alive(redis: Redis, job_id: str) -> bool:
+    """True when the job will still run or is running on a live worker."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in _WAITING:
+        return True
+    if status == JobStatus.STARTED:
+        return bool(job.worker_name) and is_worker_alive(redis, job.worker_name)
+    return False
+
+
+def sweep() -> dict[str, int]:
+    """Re-enqueue abandoned photos and selfies. Safe to run anywhere, any number of times."""
+    settings = get_settings()
+    redis = get_redis()
+    cutoff = db.utcnow() - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
+    requeued_photos: list[tuple[int, int]] = []
+    given_up = 0
+    with db.connection() as conn:
+        stale = conn.execute(
+            select(photos.c.id, photos.c.enqueue_count)
+            .where(
+                photos.c.status.in_([PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value]),
+                photos.c.updated_at < cutoff,
+            )
+            .order_by(photos.c.id)
+            .limit(SWEEP_LIMIT)
+        ).all()
+    for row in stale:
+        if job_is_alive(redis, photo_job_id(row.id, row.enqueue_count)):
+            continue
+        if row.enqueue_count + 1 >= MAX_GENERATIONS:
+            mark_photo_failed(
+                row.id, "abandoned", "Processing was interrupted too many times (worker crashes).", redis
+            )
+            given_up += 1
+            continue
+        with db.transaction() as conn:
+            claimed = conn.execute(
+                update(photos)
+                .where(photos.c.id == row.id, photos.c.enqueue_count == row.enqueue_count)
+                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
+            ).rowcount
+        if claimed:
+            requeued_photos.append((row.id, row.enqueue_count + 1))
+    if requeued_photos:
+        enqueue_photos(redis, requeued_photos)
+
+    requeued_selfies = 0
+    with db.connection() as conn:
+        stale_selfies = conn.execute(
+            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count).where(
+                selfies.c.status == SelfieStatus.PROCESSING.value, selfies.c.updated_at < cutoff
+            )
+        ).all()
+    for row in stale_selfies:
+        if job_is_alive(redis, selfie_job_id(row.id, row.enqueue_count)):
+            continue
+        if row.enqueue_count + 1 >= MAX_GENERATIONS:
+            mark_selfie_failed(row.id, "abandoned", "Processing was interrupted too many times.")
+            continue
+        with db.transaction() as conn:
+            claimed = conn.execute(
+                update(selfies)
+                .where(selfies.c.id == row.id, selfies.c.enqueue_count == row.enqueue_count)
+                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
+            ).rowcount
+        if claimed:
+            enqueue_selfie(redis, row.id, row.image_key, row.enqueue_count + 1)
+            requeued_selfies += 1
+    result = {"photos_requeued": len(requeued_photos), "selfies_requeued": requeued_selfies, "failed": given_up}
+    if requeued_photos or requeued_selfies or given_up:
+        log.warning("sweeper: %s", result)
+    return result

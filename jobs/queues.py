@@ -1,0 +1,86 @@
+"""Queue names, retry policies and the enqueue functions the web app calls.
+
+Job ids are derived from the row (``photo-<id>-<generation>``), so the database alone says
+which job should exist; the sweeper bumps the generation when it re-enqueues.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.callbacks import Callback
+
+from snapmatch.settings import get_settings
+
+
+class QueueName(StrEnum):
+    # Listed in priority order: a worker always takes a selfie before a photo.
+    SELFIES = "selfies"
+    PHOTOS = "photos"
+    MAINTENANCE = "maintenance"
+
+
+WORKER_QUEUES = [QueueName.SELFIES, QueueName.PHOTOS, QueueName.MAINTENANCE]
+# 3 attempts in all, with growing backoff; permanent errors never raise, so they are not retried.
+PHOTO_RETRY = Retry(max=2, interval=[10, 60])
+SELFIE_RETRY = Retry(max=2, interval=[2, 10])
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600
+
+
+def get_queue(name: QueueName, connection: Redis) -> Queue:
+    return Queue(name.value, connection=connection)
+
+
+def photo_job_id(photo_id: int, generation: int) -> str:
+    return f"photo-{photo_id}-{generation}"
+
+
+def selfie_job_id(selfie_id: int, generation: int) -> str:
+    return f"selfie-{selfie_id}-{generation}"
+
+
+def photo_queue_length(connection: Redis) -> int:
+    return get_queue(QueueName.PHOTOS, connection).count
+
+
+def enqueue_photos(connection: Redis, photos: list[tuple[int, int]]) -> list[str]:
+    """Enqueue (photo_id, generation) pairs in one round trip; returns the job ids."""
+    queue = get_queue(QueueName.PHOTOS, connection)
+    timeout = get_settings().PHOTO_JOB_TIMEOUT
+    jobs = queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                "jobs.photo.process_photo_job",
+                args=(photo_id,),
+                job_id=photo_job_id(photo_id, generation),
+                timeout=timeout,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
+                retry=PHOTO_RETRY,
+                on_failure=Callback("jobs.photo.on_photo_job_failure"),
+                description=f"photo {photo_id}",
+            )
+            for photo_id, generation in photos
+        ]
+    )
+    return [job.id for job in jobs]
+
+
+def enqueue_selfie(connection: Redis, selfie_id: int, image_key: str, generation: int) -> str:
+    queue = get_queue(QueueName.SELFIES, connection)
+    job = queue.enqueue(
+        "jobs.selfie.process_selfie_job",
+        selfie_id,
+        image_key,
+        job_id=selfie_job_id(selfie_id, generation),
+        job_timeout=120,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=SELFIE_RETRY,
+        on_failure=Callback("jobs.selfie.on_selfie_job_failure"),
+        description=f"selfie {selfie_id}",
+    )
+    return job.id

@@ -1,0 +1,35 @@
+"""Scheduler entry point (``python -m jobs.scheduler``): RQ's CronScheduler running the sweeper,
+restarted in-process when Redis goes away for a moment instead of dying.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis import RedisError
+from rq.cron import CronScheduler
+
+from jobs.maintenance import sweep
+from jobs.queues import QueueName
+from snapmatch.redis_client import get_redis
+
+SWEEP_INTERVAL_SECONDS = 10
+log = logging.getLogger("snapmatch.scheduler")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    while True:
+        scheduler = CronScheduler(connection=get_redis())
+        scheduler.register(sweep, queue_name=QueueName.MAINTENANCE.value, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300)
+        try:
+            scheduler.start()
+            return
+        except RedisError as exc:
+            log.warning("Redis unavailable (%s); retrying in 2 s", exc)
+            time.sleep(2)
+
+
+if __name__ == "__main__":
+    main()

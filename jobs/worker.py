@@ -1,0 +1,41 @@
+"""Worker entry point (``python -m jobs.worker``): loads the face engine once, then forks a work
+horse per job that inherits it. Listens to selfies, photos, maintenance in that priority order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import os
+
+from rq import Worker
+
+from jobs.queues import WORKER_QUEUES, get_queue
+from jobs.runtime import get_runtime
+from jobs.worker_liveness import LivenessBeacon
+from snapmatch.redis_client import get_redis
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run a Snapmatch worker.")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None, help="worker name (default host.pid)")
+    parser.add_argument("--no-scheduler", action="store_true", help="do not run RQ's scheduler for retries")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    runtime = get_runtime()  # loads models now, before any fork
+    redis = get_redis(runtime.settings.REDIS_URL)
+    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    worker = Worker([get_queue(q, redis) for q in WORKER_QUEUES], connection=redis, name=name)
+    beacon = LivenessBeacon(redis, worker.name)
+    beacon.start()
+    try:
+        worker.work(burst=args.burst, with_scheduler=not args.no_scheduler)
+    finally:
+        beacon.stop()
+
+
+if __name__ == "__main__":
+    main()

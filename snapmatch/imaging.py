@@ -1,0 +1,195 @@
+"""Image checks and preparation with OpenCV: sniff type, read size from the header, decode once
+(reduced for very large JPEGs), honour EXIF orientation, make a thumbnail and a quality score.
+
+Upload-time checks read only headers and a few bytes; decoding happens in workers.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import StrEnum
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from snapmatch.errors import InvalidUpload, PermanentImageError
+
+THUMBNAIL_SIDE = 400
+WORKING_SIDE = 2048
+
+
+class ImageType(StrEnum):
+    JPEG = "image/jpeg"
+    PNG = "image/png"
+    WEBP = "image/webp"
+
+
+def sniff_type(head: bytes) -> ImageType | None:
+    """The image type from magic bytes; None for anything we do not take (text, zip, SVG, ...)."""
+    if head[:3] == b"\xff\xd8\xff":
+        return ImageType.JPEG
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return ImageType.PNG
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ImageType.WEBP
+    return None
+
+
+def _describe_unknown(head: bytes) -> str:
+    lowered = head[:256].lstrip().lower()
+    if not head:
+        return "an empty file"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive"
+    if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in head[:1024].lower()):
+        return "an SVG drawing"
+    if lowered.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    if head[:4] == b"%PDF":
+        return "a PDF"
+    try:
+        head[:512].decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "an unknown binary format"
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    type: ImageType
+    width: int
+    height: int
+
+
+def _has_complete_ending(kind: ImageType, tail: bytes) -> bool:
+    if kind is ImageType.JPEG:
+        # Cameras may pad after the End-Of-Image marker, so look for it near the end, not at it.
+        return b"\xff\xd9" in tail
+    if kind is ImageType.PNG:
+        return b"IEND" in tail
+    return True
+
+
+def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_pixels: int) -> ImageHeader:
+    """Validate an uploaded file from its first bytes (>= 64 KiB when available) and last 4 KiB.
+
+    Raises ``InvalidUpload`` with a specific code; decodes no pixels.
+    """
+    if size == 0:
+        raise InvalidUpload("The file is empty.", code="empty_file")
+    if size > max_bytes:
+        raise InvalidUpload(
+            f"The file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB (MAX_UPLOAD_MB).",
+            code="file_too_large",
+            status=413,
+        )
+    kind = sniff_type(head)
+    if kind is None:
+        raise InvalidUpload(
+            f"This is {_describe_unknown(head)}, not a photo: send JPEG, PNG or WebP.",
+            code="unsupported_type",
+            status=415,
+        )
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, from the header alone
+        with Image.open(io.BytesIO(head)) as im:
+            width, height = im.size
+    except Exception as exc:  # Pillow raises many types for a broken header
+        raise InvalidUpload(
+            f"The {kind.name} header cannot be read ({exc.__class__.__name__}); the file is damaged.",
+            code="corrupt_image",
+        ) from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+    if width <= 0 or height <= 0:
+        raise InvalidUpload("The image has no pixels.", code="corrupt_image")
+    if width * height > max_pixels:
+        raise InvalidUpload(
+            f"The image is {width}x{height} ({width * height / 1e6:.0f} MP); "
+            f"the limit is {max_pixels / 1e6:.0f} MP (MAX_IMAGE_PIXELS).",
+            code="image_too_large",
+            status=413,
+        )
+    if not _has_complete_ending(kind, tail):
+        raise InvalidUpload(
+            f"The {kind.name} file is truncated (its end marker is missing): upload it again.",
+            code="truncated_image",
+        )
+    return ImageHeader(kind, width, height)
+
+
+@dataclass
+class PreparedImage:
+    rgb: np.ndarray  # decoded, EXIF-oriented, possibly reduced
+    scale: float  # rgb size / original size
+    width: int  # original (oriented) width
+    height: int
+    thumbnail_jpeg: bytes
+    working_jpeg: bytes
+    sharpness: float
+    exposure: float
+
+
+def _reduced_flag(width: int, height: int, max_pixels: int) -> tuple[int, float]:
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if width * height / (factor * factor) >= max_pixels:
+            return flag, 1.0 / factor
+    return cv2.IMREAD_COLOR, 1.0
+
+
+def _encode_jpeg(bgr: np.ndarray, side: int, quality: int) -> bytes:
+    h, w = bgr.shape[:2]
+    factor = min(1.0, side / max(h, w))
+    if factor < 1.0:
+        bgr = cv2.resize(bgr, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise PermanentImageError("The image could not be re-encoded.", code="encode_failed")
+    return buf.tobytes()
+
+
+def quality_scores(gray: np.ndarray) -> tuple[float, float]:
+    """(sharpness, exposure): variance of the Laplacian on a 1024 px copy, and mean brightness 0..1."""
+    h, w = gray.shape[:2]
+    factor = min(1.0, 1024 / max(h, w))
+    if factor < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    sharpness = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    exposure = float(gray.mean() / 255.0)
+    return round(sharpness, 2), round(exposure, 4)
+
+
+def prepare(data: bytes, *, max_pixels: int, keep_pixels: int = 26_000_000) -> PreparedImage:
+    """Decode once (reduced when the original is much bigger than ``keep_pixels``) and derive
+    thumbnail, working copy and quality. Raises ``PermanentImageError`` for undecodable bytes."""
+    kind = sniff_type(data[:16])
+    if kind is None:
+        raise PermanentImageError("The stored file is not a JPEG, PNG or WebP image.", code="unsupported_type")
+    try:
+        header = inspect_upload(data[:65536], data[-4096:], len(data), max_bytes=len(data), max_pixels=max_pixels)
+    except InvalidUpload as exc:
+        raise PermanentImageError(exc.message, code=exc.code) from exc
+    flag, _ = _reduced_flag(header.width, header.height, keep_pixels) if kind is ImageType.JPEG else (cv2.IMREAD_COLOR, 1.0)
+    # OpenCV applies the EXIF orientation itself when decoding (IMREAD_IGNORE_ORIENTATION is not set).
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    if bgr is None or bgr.size == 0:
+        raise PermanentImageError("The image data is corrupt and cannot be decoded.", code="corrupt_image")
+    oriented_h, oriented_w = bgr.shape[:2]
+    swapped = (oriented_w > oriented_h) != (header.width > header.height) and header.width != header.height
+    width, height = (header.height, header.width) if swapped else (header.width, header.height)
+    scale = oriented_w / width
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    sharpness, exposure = quality_scores(gray)
+    return PreparedImage(
+        rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+        scale=scale,
+        width=width,
+        height=height,
+        thumbnail_jpeg=_encode_jpeg(bgr, THUMBNAIL_SIDE, 82),
+        working_jpeg=_encode_jpeg(bgr, WORKING_SIDE, 88),
+        sharpness=sharpness,
+        exposure=exposure,
+    )

@@ -1,0 +1,202 @@
+"""Accepting uploads: stream each file to a temp file while hashing it, check it from headers only,
+store it content-addressed, and record a ``queued`` photo row. Nothing is decoded here.
+
+The caller enqueues the job after the row is committed; the sweeper covers a failed enqueue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from snapmatch import db
+from snapmatch.errors import Conflict, InvalidUpload, SnapmatchError
+from snapmatch.imaging import ImageType, inspect_upload
+from snapmatch.schema import PhotoStatus, batches, photos
+from snapmatch.settings import Settings
+from snapmatch.storage import Storage
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 4096
+_EXTENSIONS = {ImageType.JPEG: "jpg", ImageType.PNG: "png", ImageType.WEBP: "webp"}
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass
+class FileResult:
+    filename: str
+    status: str  # "queued" | "duplicate" | "rejected"
+    photo_id: int | None = None
+    job_id: str | None = None
+    error: dict[str, str] | None = None
+    sha256: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "filename": self.filename,
+            "photo_id": self.photo_id,
+            "job_id": self.job_id,
+            "status": self.status,
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class SpooledFile:
+    """An upload copied to our own temp file, with what validation needs."""
+
+    path: str
+    size: int
+    sha256: str
+    head: bytes
+    tail: bytes
+    too_large: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:
+    """Copy ``stream`` to disk in 1 MiB chunks, hashing as we go; stop writing past ``max_bytes``."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    tail = b""
+    too_large = False
+    with os.fdopen(fd, "wb") as out:
+        while chunk := stream.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                too_large = True
+                continue  # drain the stream so the response can still be sent, but keep nothing
+            digest.update(chunk)
+            out.write(chunk)
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+            tail = (tail + chunk)[-TAIL_BYTES:]
+    return SpooledFile(path=path, size=size, sha256=digest.hexdigest(), head=head, tail=tail, too_large=too_large)
+
+
+def check_filename(name: str | None) -> str:
+    """The client's name for display only; names that try to be paths are refused outright."""
+    name = (name or "").strip()
+    if not name:
+        return "unnamed"
+    if "/" in name or "\\" in name or "\x00" in name or name in (".", "..") or any(ord(c) < 32 for c in name):
+        raise InvalidUpload(
+            f"The file name {name!r} contains a path or control characters: send the bare file name.",
+            code="invalid_filename",
+        )
+    return name[:255]
+
+
+def original_key(event_id: int, sha256: str, kind: ImageType) -> str:
+    return f"events/{event_id}/originals/{sha256[:2]}/{sha256}.{_EXTENSIONS[kind]}"
+
+
+def ensure_batch(event_id: int, owner_id: int, batch_id: str | None) -> str:
+    """The batch to file uploads under: the client's id (idempotent) or a new one."""
+    if batch_id:
+        if not _BATCH_ID.match(batch_id):
+            raise SnapmatchError("batch_id must be 1-64 letters, digits, '-' or '_'.", code="invalid_batch_id")
+    else:
+        batch_id = uuid.uuid4().hex
+    with db.transaction() as conn:
+        row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(batches).values(
+                            id=batch_id, event_id=event_id, owner_id=owner_id, created_at=db.utcnow()
+                        )
+                    )
+                return batch_id
+            except IntegrityError:
+                row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+        if row is not None and (row.event_id != event_id or row.owner_id != owner_id):
+            raise Conflict("That batch_id belongs to another event.", code="batch_conflict")
+    return batch_id
+
+
+def existing_photo(event_id: int, sha256: str) -> int | None:
+    with db.connection() as conn:
+        return conn.execute(
+            select(photos.c.id).where(photos.c.event_id == event_id, photos.c.sha256 == sha256)
+        ).scalar()
+
+
+def ingest_file(
+    *,
+    event_id: int,
+    batch_id: str,
+    stream: BinaryIO,
+    filename: str | None,
+    storage: Storage,
+    settings: Settings,
+    tmp_dir: str,
+) -> FileResult:
+    """Validate, dedupe, store and record one uploaded file. Never raises for a bad file."""
+    display_name = (filename or "unnamed")[:255]
+    spooled = None
+    try:
+        display_name = check_filename(filename)
+        spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
+        header = inspect_upload(
+            spooled.head,
+            spooled.tail,
+            spooled.size,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+        )
+        duplicate_of = existing_photo(event_id, spooled.sha256)
+        if duplicate_of is not None:
+            return FileResult(display_name, "duplicate", photo_id=duplicate_of, sha256=spooled.sha256)
+        key = original_key(event_id, spooled.sha256, header.type)
+        storage.put_file(key, spooled.path, header.type.value)
+        now = db.utcnow()
+        try:
+            with db.transaction() as conn:
+                photo_id = conn.execute(
+                    insert(photos).values(
+                        event_id=event_id,
+                        batch_id=batch_id,
+                        sha256=spooled.sha256,
+                        filename=display_name,
+                        content_type=header.type.value,
+                        size_bytes=spooled.size,
+                        width=header.width,
+                        height=header.height,
+                        original_key=key,
+                        status=PhotoStatus.QUEUED.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:
+            # The same bytes arrived concurrently in another request: that one won.
+            return FileResult(
+                display_name, "duplicate", photo_id=existing_photo(event_id, spooled.sha256), sha256=spooled.sha256
+            )
+        return FileResult(display_name, PhotoStatus.QUEUED.value, photo_id=photo_id, sha256=spooled.sha256)
+    except InvalidUpload as exc:
+        return FileResult(display_name, "rejected", error={"code": exc.code, "message": exc.message})
+    finally:
+        if spooled is not None:
+            spooled.discard()

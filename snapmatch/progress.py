@@ -1,0 +1,59 @@
+"""Progress events per batch, in Redis Streams: jobs append, the SSE endpoint reads with Last-Event-ID.
+
+Progress is a convenience; the database stays the source of truth, so a lost event loses no work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+
+from redis import Redis, RedisError
+
+from snapmatch.redis_client import key
+
+log = logging.getLogger(__name__)
+STREAM_MAXLEN = 20_000
+STREAM_TTL_SECONDS = 3 * 24 * 3600
+
+
+class Stage(StrEnum):
+    RECEIVED = "ingestion:received"
+    QUEUED = "photo:queued"
+    STARTED = "photo:started"
+    FACES_INDEXED = "faces:indexed"
+    ANALYSIS_DONE = "analysis:done"
+    DONE = "photo:done"
+    FAILED = "photo:failed"
+    BATCH_DONE = "batch:done"
+    PIPELINE_ERROR = "pipeline:error"
+
+
+def stream_key(batch_id: str) -> str:
+    return key("progress", "batch", batch_id)
+
+
+def publish(redis: Redis, batch_id: str | None, stage: Stage, photo_id: int | None = None, **extra: object) -> None:
+    if not batch_id:
+        return
+    payload = {"stage": stage.value, "batchId": batch_id, "photoId": photo_id, **extra}
+    try:
+        pipe = redis.pipeline(transaction=False)
+        pipe.xadd(stream_key(batch_id), {"data": json.dumps(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.expire(stream_key(batch_id), STREAM_TTL_SECONDS)
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("progress event %s for batch %s not published: %s", stage, batch_id, exc)
+
+
+def read(redis: Redis, batch_id: str, last_id: str = "0", block_ms: int = 0, count: int = 500) -> list[tuple[str, dict]]:
+    """Events after ``last_id`` (blocking up to ``block_ms`` when there are none)."""
+    result = redis.xread({stream_key(batch_id): last_id}, count=count, block=block_ms or None)
+    out = []
+    for _stream, entries in result or []:
+        for entry_id, fields in entries:
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            raw = fields.get(b"data") or fields.get("data")
+            out.append((entry_id, json.loads(raw)))
+    return out

@@ -1,0 +1,187 @@
+"""The relational schema (SQLAlchemy Core): the source of truth for every photo, face and match.
+
+Migrations in ``snapmatch/migrations`` build exactly this; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PHOTOGRAPHER = "photographer"
+    ATTENDEE = "attendee"
+
+
+class PhotoStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SelfieStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    NO_FACE = "no_face"
+    FAILED = "failed"
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("owner_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("access_code", String(32), nullable=False),
+    # Bumped inside every transaction that writes faces or selfie matches: it serialises
+    # matching per event (row lock) so a photo and a selfie committed together never miss each other.
+    Column("match_version", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+event_members = Table(
+    "event_members",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("owner_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+photos = Table(
+    "photos",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("batch_id", String(64), ForeignKey("batches.id", ondelete="SET NULL"), nullable=True, index=True),
+    Column("sha256", String(64), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(40), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("original_key", String(255), nullable=False),
+    Column("thumbnail_key", String(255)),
+    Column("working_key", String(255)),
+    Column("status", String(20), nullable=False),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("worker_name", String(120)),
+    Column("enqueue_count", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("face_count", Integer),
+    Column("sharpness", Float),
+    Column("exposure", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("event_id", "sha256", name="uq_photos_event_sha256"),
+    Index("ix_photos_event_status", "event_id", "status"),
+    Index("ix_photos_status_updated", "status", "updated_at"),
+)
+
+faces = Table(
+    "faces",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("face_index", Integer, nullable=False),
+    Column("left", Integer, nullable=False),
+    Column("top", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    UniqueConstraint("photo_id", "face_index", name="uq_faces_photo_index"),
+)
+
+selfies = Table(
+    "selfies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("image_key", String(255), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("embedding", LargeBinary),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("worker_name", String(120)),
+    Column("enqueue_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("event_id", "user_id", name="uq_selfies_event_user"),
+    Index("ix_selfies_status_updated", "status", "updated_at"),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("selfie_id", Id, ForeignKey("selfies.id", ondelete="CASCADE"), nullable=False),
+    Column("face_id", Id, ForeignKey("faces.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("distance", Float, nullable=False),
+    UniqueConstraint("selfie_id", "face_id", name="uq_matches_selfie_face"),
+    Index("ix_matches_selfie_photo", "selfie_id", "photo_id"),
+)

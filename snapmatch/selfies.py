@@ -1,0 +1,123 @@
+"""Attendee selfies: one per attendee per event, replaced on re-upload, deleted with its matches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import delete, insert, select, update
+
+from snapmatch import db
+from snapmatch.accounts import User
+from snapmatch.errors import InvalidUpload, NotFound
+from snapmatch.imaging import inspect_upload
+from snapmatch.ingest import spool
+from snapmatch.schema import SelfieStatus, matches, selfies
+from snapmatch.settings import Settings
+from snapmatch.storage import Storage
+
+
+@dataclass(frozen=True)
+class SelfieUpload:
+    selfie_id: int
+    image_key: str
+    generation: int
+
+
+def put_selfie(
+    user: User, event_id: int, stream: BinaryIO, *, storage: Storage, settings: Settings, tmp_dir: str
+) -> SelfieUpload:
+    """Store the selfie and (re)set its row to processing; raises ``InvalidUpload`` for bad files."""
+    spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
+    try:
+        header = inspect_upload(
+            spooled.head,
+            spooled.tail,
+            spooled.size,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+        )
+        image_key = f"selfies/{event_id}/{user.id}/{spooled.sha256}.{header.type.name.lower()}"
+        storage.put_file(image_key, spooled.path, header.type.value)
+    finally:
+        spooled.discard()
+    now = db.utcnow()
+    with db.transaction() as conn:
+        row = conn.execute(
+            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count).where(
+                selfies.c.event_id == event_id, selfies.c.user_id == user.id
+            )
+        ).first()
+        if row is None:
+            selfie_id = conn.execute(
+                insert(selfies).values(
+                    event_id=event_id,
+                    user_id=user.id,
+                    image_key=image_key,
+                    status=SelfieStatus.PROCESSING.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]
+            return SelfieUpload(selfie_id, image_key, 0)
+        conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
+        generation = row.enqueue_count + 1
+        conn.execute(
+            update(selfies)
+            .where(selfies.c.id == row.id)
+            .values(
+                image_key=image_key,
+                status=SelfieStatus.PROCESSING.value,
+                embedding=None,
+                error_code=None,
+                error_message=None,
+                enqueue_count=generation,
+                updated_at=now,
+            )
+        )
+    if row.image_key != image_key:
+        storage.delete(row.image_key)
+    return SelfieUpload(row.id, image_key, generation)
+
+
+def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
+    with db.connection() as conn:
+        return conn.execute(
+            select(selfies).where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)
+        ).first()
+
+
+def delete_selfie(user: User, event_id: int, *, storage: Storage) -> None:
+    """Forget the attendee's face: the selfie image, its descriptor and every match."""
+    row = get_selfie(user, event_id)
+    if row is None:
+        raise NotFound("You have no selfie in this event.", code="selfie_not_found")
+    with db.transaction() as conn:
+        conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
+        conn.execute(delete(selfies).where(selfies.c.id == row.id))
+    storage.delete(row.image_key)
+
+
+def my_photos(user: User, event_id: int) -> list[dict[str, object]]:
+    """Photos the attendee's selfie matched, best match first per photo, newest photo first."""
+    from sqlalchemy import func
+
+    with db.connection() as conn:
+        rows = conn.execute(
+            select(matches.c.photo_id, func.min(matches.c.distance).label("distance"))
+            .join(selfies, selfies.c.id == matches.c.selfie_id)
+            .where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)
+            .group_by(matches.c.photo_id)
+            .order_by(matches.c.photo_id.desc())
+        ).all()
+    return [
+        {
+            "photo_id": r.photo_id,
+            "thumbnail_url": f"/api/photos/{r.photo_id}/thumbnail",
+            "similarity": round(max(0.0, 1.0 - float(r.distance)), 4),
+        }
+        for r in rows
+    ]
+
+
+__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "my_photos", "put_selfie"]

@@ -1,0 +1,75 @@
+"""One settings object, read from the environment with documented defaults.
+
+Every process (web, worker, scheduler, CLI) builds its configuration here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def _env_str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return raw if raw not in (None, "") else default
+
+
+VAR_DIR = Path(os.environ.get("SNAPMATCH_VAR_DIR", "./var"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process configuration. Field names equal the environment variable names."""
+
+    DATABASE_URL: str = field(default_factory=lambda: _env_str("DATABASE_URL", f"sqlite:///{VAR_DIR}/snapmatch.db"))
+    REDIS_URL: str = field(default_factory=lambda: _env_str("REDIS_URL", "redis://localhost:6379/0"))
+    # Prefix of every Redis key Snapmatch owns (RQ keeps its own "rq:" keys in the same DB).
+    REDIS_PREFIX: str = field(default_factory=lambda: _env_str("REDIS_PREFIX", "snapmatch"))
+    STORAGE_URL: str = field(default_factory=lambda: _env_str("STORAGE_URL", f"file://{VAR_DIR}/media"))
+    S3_ENDPOINT_URL: str = field(default_factory=lambda: _env_str("S3_ENDPOINT_URL", ""))
+    FACE_ENGINE: str = field(default_factory=lambda: _env_str("FACE_ENGINE", "local"))
+    FACE_MATCH_THRESHOLD: float = field(default_factory=lambda: _env_float("FACE_MATCH_THRESHOLD", 0.6))
+    # Smallest face (pixels wide in the original) the local engine commits to finding.
+    FACE_MIN_SIZE: int = field(default_factory=lambda: _env_int("FACE_MIN_SIZE", 60))
+    GEMINI_API_KEY: str = field(default_factory=lambda: _env_str("GEMINI_API_KEY", ""))
+    GEMINI_MODEL: str = field(default_factory=lambda: _env_str("GEMINI_MODEL", "gemini-2.5-flash"))
+    PHOTO_QUEUE_MAX_SIZE: int = field(default_factory=lambda: _env_int("PHOTO_QUEUE_MAX_SIZE", 10000))
+    AWS_CONCURRENT_REQUESTS: int = field(default_factory=lambda: _env_int("AWS_CONCURRENT_REQUESTS", 5))
+    AWS_REQUESTS_PER_SECOND: float = field(default_factory=lambda: _env_float("AWS_REQUESTS_PER_SECOND", 5.0))
+    GEMINI_CONCURRENT_REQUESTS: int = field(default_factory=lambda: _env_int("GEMINI_CONCURRENT_REQUESTS", 4))
+    GEMINI_REQUESTS_PER_MINUTE: float = field(default_factory=lambda: _env_float("GEMINI_REQUESTS_PER_MINUTE", 60.0))
+    GEMINI_TIMEOUT_SECONDS_TOTAL: int = field(default_factory=lambda: _env_int("GEMINI_TIMEOUT_SECONDS_TOTAL", 600))
+    MAX_UPLOAD_MB: int = field(default_factory=lambda: _env_int("MAX_UPLOAD_MB", 50))
+    MAX_IMAGE_PIXELS: int = field(default_factory=lambda: _env_int("MAX_IMAGE_PIXELS", 100_000_000))
+    DB_POOL_SIZE: int = field(default_factory=lambda: _env_int("DB_POOL_SIZE", 5))
+    DB_MAX_OVERFLOW: int = field(default_factory=lambda: _env_int("DB_MAX_OVERFLOW", 10))
+    SECRET_KEY: str = field(default_factory=lambda: _env_str("SECRET_KEY", "dev-only-change-me"))
+    # Seconds a photo may sit in queued/processing with no live job before the sweeper re-enqueues it.
+    SWEEP_GRACE_SECONDS: int = field(default_factory=lambda: _env_int("SWEEP_GRACE_SECONDS", 20))
+    # Per-photo job timeout (RQ kills the work horse after this many seconds).
+    PHOTO_JOB_TIMEOUT: int = field(default_factory=lambda: _env_int("PHOTO_JOB_TIMEOUT", 300))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.MAX_UPLOAD_MB * 1024 * 1024
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return Settings()

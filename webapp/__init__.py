@@ -1,0 +1,39 @@
+"""Snapmatch web app: HTTP only. ``create_app`` wires settings, errors, auth, blueprints and CLI.
+
+Views parse and authorise, call one domain function, and shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from snapmatch.settings import VAR_DIR, Settings, get_settings
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.path.abspath(str(VAR_DIR)))
+    settings: Settings = (test_config or {}).get("SNAPMATCH") or get_settings()
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        SNAPMATCH=settings,
+        # Per-file limits are checked while streaming; this only bounds one request's body.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * 20,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        MAX_FORM_PARTS=2000,
+        UPLOAD_TMP_DIR=os.path.join(os.path.abspath(str(VAR_DIR)), "tmp"),
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update({k: v for k, v in test_config.items() if k != "SNAPMATCH"})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from webapp import attendee, cli, errors, health, photographer, progress
+
+    errors.init_app(app)
+    cli.init_app(app)
+    for module in (health, photographer, attendee, progress):
+        app.register_blueprint(module.bp)
+    return app

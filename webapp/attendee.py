@@ -1,0 +1,200 @@
+"""Attendee API: join with the access code, one selfie, "my photos", the event gallery; and the
+photo endpoints shared by owners, matched attendees and admins."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify, request
+from redis import RedisError
+from sqlalchemy import func, select
+
+from jobs.queues import enqueue_selfie
+from snapmatch import cache, db, events, selfies
+from snapmatch.errors import NotFound, SnapmatchError
+from snapmatch.schema import PhotoStatus, Role, faces, photos
+from webapp.auth import current_user, require_user
+from webapp.services import redis, settings, storage, upload_tmp_dir
+
+bp = Blueprint("attendee", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/api/events/<int:event_id>/join")
+@require_user()
+def join(event_id: int):  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True) or {}
+    event = events.join_event(current_user(), event_id, str(body.get("access_code", "")))
+    return jsonify({"event_id": event.id, "name": event.name, "joined": True})
+
+
+@bp.put("/api/events/<int:event_id>/selfie")
+@require_user(Role.ATTENDEE)
+def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
+    user = current_user()
+    events.joined_event(user, event_id)
+    upload = request.files.get("file")
+    if upload is None:
+        raise SnapmatchError("Send the selfie in the multipart field `file`.", code="no_file")
+    result = selfies.put_selfie(
+        user, event_id, upload.stream, storage=storage(), settings=settings(), tmp_dir=upload_tmp_dir()
+    )
+    cache.invalidate_my_photos(redis(), event_id, [user.id])
+    job_id = None
+    try:
+        job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
+    except RedisError as exc:
+        log.warning("selfie %s not enqueued, the sweeper will retry: %s", result.selfie_id, exc)
+    return jsonify({"status": "processing", "selfie_id": result.selfie_id, "job_id": job_id}), 202
+
+
+def _selfie_status(user, event_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    row = selfies.get_selfie(user, event_id)
+    if row is None:
+        return {"status": "missing"}
+    out: dict[str, object] = {"status": row.status}
+    if row.error_code:
+        out["error"] = {"code": row.error_code, "message": row.error_message}
+    return out
+
+
+@bp.get("/api/events/<int:event_id>/selfie")
+@require_user(Role.ATTENDEE)
+def get_selfie(event_id: int):  # type: ignore[no-untyped-def]
+    user = current_user()
+    events.joined_event(user, event_id)
+    status = _selfie_status(user, event_id)
+    if status["status"] == "missing":
+        raise NotFound("You have not uploaded a selfie for this event.", code="selfie_not_found")
+    return jsonify(status)
+
+
+@bp.delete("/api/events/<int:event_id>/selfie")
+@require_user(Role.ATTENDEE)
+def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
+    user = current_user()
+    events.joined_event(user, event_id)
+    selfies.delete_selfie(user, event_id, storage=storage())
+    cache.invalidate_my_photos(redis(), event_id, [user.id])
+    return Response(status=204)
+
+
+def _event_id_arg() -> int:
+    raw = request.args.get("event_id", "")
+    if not raw.isdigit():
+        raise SnapmatchError("Pass ?event_id=<id>.", code="missing_event_id")
+    return int(raw)
+
+
+@bp.get("/api/my-photos")
+@require_user(Role.ATTENDEE)
+def my_photos():  # type: ignore[no-untyped-def]
+    user = current_user()
+    event_id = _event_id_arg()
+    events.joined_event(user, event_id)
+    status = _selfie_status(user, event_id)
+    cache_key = cache.my_photos_key(event_id, user.id)
+    try:
+        found = cache.get_json(redis(), cache_key)
+    except RedisError:
+        found = None
+    if found is None:
+        found = selfies.my_photos(user, event_id)
+        cache.set_json(redis(), cache_key, found)
+    return jsonify({"status": status["status"], "photos": found})
+
+
+@bp.get("/api/all-photos")
+@require_user()
+def all_photos():  # type: ignore[no-untyped-def]
+    event_id = _event_id_arg()
+    events.viewable_event(current_user(), event_id)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    per_page = min(200, max(1, request.args.get("per_page", 50, type=int) or 50))
+    done = (photos.c.event_id == event_id) & (photos.c.status == PhotoStatus.DONE.value)
+    with db.connection() as conn:
+        total = conn.execute(select(func.count()).select_from(photos).where(done)).scalar()
+        rows = conn.execute(
+            select(photos.c.id, photos.c.width, photos.c.height, photos.c.face_count)
+            .where(done)
+            .order_by(photos.c.id)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        ).all()
+    return jsonify(
+        {
+            "event_id": event_id,
+            "page": page,
+            "per_page": per_page,
+            "total": total,
+            "photos": [
+                {
+                    "photo_id": r.id,
+                    "thumbnail_url": f"/api/photos/{r.id}/thumbnail",
+                    "width": r.width,
+                    "height": r.height,
+                    "faces": r.face_count,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+def _visible_photo(photo_id: int):  # type: ignore[no-untyped-def]
+    with db.connection() as conn:
+        row = conn.execute(select(photos).where(photos.c.id == photo_id)).first()
+    if row is None or not events.can_view_photo(current_user(), row):
+        raise NotFound(f"No photo {photo_id}.", code="photo_not_found")
+    return row
+
+
+@bp.get("/api/photos/<int:photo_id>")
+@require_user()
+def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
+    row = _visible_photo(photo_id)
+    with db.connection() as conn:
+        face_rows = conn.execute(
+            select(faces.c.left, faces.c.top, faces.c.width, faces.c.height, faces.c.score)
+            .where(faces.c.photo_id == photo_id)
+            .order_by(faces.c.face_index)
+        ).all()
+    error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
+    return jsonify(
+        {
+            "id": row.id,
+            "event_id": row.event_id,
+            "filename": row.filename,
+            "status": row.status,
+            "width": row.width,
+            "height": row.height,
+            "quality": {"sharpness": row.sharpness, "exposure": row.exposure},
+            "faces": [
+                {"box": {"left": f.left, "top": f.top, "width": f.width, "height": f.height}, "score": round(f.score, 3)}
+                for f in face_rows
+            ],
+            "analysis": None,
+            "error": error,
+        }
+    )
+
+
+def _send(key: str | None, content_type: str):  # type: ignore[no-untyped-def]
+    if key is None:
+        raise SnapmatchError("The photo is still being processed; try again shortly.", code="not_ready", status=409)
+    response = Response(storage().get(key), mimetype=content_type)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.get("/api/photos/<int:photo_id>/thumbnail")
+@require_user()
+def get_thumbnail(photo_id: int):  # type: ignore[no-untyped-def]
+    return _send(_visible_photo(photo_id).thumbnail_key, "image/jpeg")
+
+
+@bp.get("/api/photos/<int:photo_id>/original")
+@require_user()
+def get_original(photo_id: int):  # type: ignore[no-untyped-def]
+    row = _visible_photo(photo_id)
+    return _send(row.original_key, row.content_type)

@@ -1,0 +1,159 @@
+"""Photographer API: events, uploads (202 per file), duplicate checks, batches and photos."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from redis import RedisError
+from sqlalchemy import func, select
+
+from jobs.queues import enqueue_photos, photo_job_id, photo_queue_length
+from snapmatch import db, events, progress
+from snapmatch.errors import NotFound, QueueFull, SnapmatchError
+from snapmatch.ingest import ensure_batch, ingest_file
+from snapmatch.progress import Stage
+from snapmatch.schema import PhotoStatus, Role, batches, photos
+from webapp.auth import current_user, require_user
+from webapp.services import redis, settings, storage, upload_tmp_dir
+
+bp = Blueprint("photographer", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/api/events")
+@require_user(Role.PHOTOGRAPHER)
+def create_event():  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True) or {}
+    event = events.create_event(current_user(), str(body.get("name", "")))
+    return jsonify({"id": event.id, "name": event.name, "access_code": event.access_code}), 201
+
+
+@bp.get("/api/events/<int:event_id>")
+@require_user()
+def get_event(event_id: int):  # type: ignore[no-untyped-def]
+    event = events.owned_event(current_user(), event_id)
+    counts = events.photo_counts(event_id)
+    return jsonify(
+        {
+            "id": event.id,
+            "name": event.name,
+            "access_code": event.access_code,
+            "photo_counts": counts,
+            "photos_total": sum(counts.values()),
+        }
+    )
+
+
+def _check_queue_capacity() -> None:
+    limit = settings().PHOTO_QUEUE_MAX_SIZE
+    try:
+        depth = photo_queue_length(redis())
+    except RedisError:
+        return  # accept anyway: the row is the truth and the sweeper enqueues once Redis is back
+    if depth >= limit:
+        raise QueueFull(
+            f"The photo queue holds {depth} photos (limit {limit}); nothing was stored. Retry later.",
+            retry_after=30,
+        )
+
+
+@bp.post("/api/events/<int:event_id>/photos")
+@require_user(Role.PHOTOGRAPHER)
+def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
+    user = current_user()
+    events.owned_event(user, event_id)
+    _check_queue_capacity()
+    files = request.files.getlist("files") + request.files.getlist("file")
+    if not files:
+        raise SnapmatchError("Send one or more files in the multipart field `files`.", code="no_files")
+    batch_id = ensure_batch(event_id, user.id, request.form.get("batch_id") or None)
+    cfg = settings()
+    results = [
+        ingest_file(
+            event_id=event_id,
+            batch_id=batch_id,
+            stream=f.stream,
+            filename=f.filename,
+            storage=storage(),
+            settings=cfg,
+            tmp_dir=upload_tmp_dir(),
+        )
+        for f in files
+    ]
+    queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
+    for r in queued:
+        r.job_id = photo_job_id(r.photo_id, 0)
+    try:
+        enqueue_photos(redis(), [(r.photo_id, 0) for r in queued])
+        for r in queued:
+            progress.publish(redis(), batch_id, Stage.QUEUED, r.photo_id, filename=r.filename)
+    except RedisError as exc:
+        # Stored and recorded: the sweeper enqueues these once Redis answers again.
+        log.warning("enqueue failed for %d photos, the sweeper will retry: %s", len(queued), exc)
+    return jsonify({"batch_id": batch_id, "photos": [r.as_dict() for r in results]}), 202
+
+
+@bp.post("/api/events/<int:event_id>/photos/check")
+@require_user(Role.PHOTOGRAPHER)
+def check_photos(event_id: int):  # type: ignore[no-untyped-def]
+    events.owned_event(current_user(), event_id)
+    body = request.get_json(silent=True) or {}
+    hashes = body.get("sha256")
+    if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes) or len(hashes) > 10000:
+        raise SnapmatchError("Send {\"sha256\": [hex digests]} (at most 10000).", code="invalid_body")
+    wanted = [h.lower() for h in hashes]
+    present: set[str] = set()
+    with db.connection() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            present.update(
+                conn.execute(
+                    select(photos.c.sha256).where(photos.c.event_id == event_id, photos.c.sha256.in_(chunk))
+                ).scalars()
+            )
+    return jsonify({"present": [h for h in wanted if h in present], "missing": [h for h in wanted if h not in present]})
+
+
+def photo_summary(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
+    return {
+        "photo_id": row.id,
+        "filename": row.filename,
+        "status": row.status,
+        "faces": row.face_count,
+        "error": error,
+    }
+
+
+def _owned_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    user = current_user()
+    with db.connection() as conn:
+        row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+    if row is None or (row.owner_id != user.id and not user.is_admin):
+        raise NotFound(f"No batch {batch_id}.", code="batch_not_found")
+    return row
+
+
+@bp.get("/api/batches/<batch_id>")
+@require_user(Role.PHOTOGRAPHER)
+def get_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    batch = _owned_batch(batch_id)
+    with db.connection() as conn:
+        rows = conn.execute(select(photos).where(photos.c.batch_id == batch_id).order_by(photos.c.id)).all()
+        counts = dict(
+            conn.execute(
+                select(photos.c.status, func.count()).where(photos.c.batch_id == batch_id).group_by(photos.c.status)
+            ).all()
+        )
+    return jsonify(
+        {"id": batch.id, "event_id": batch.event_id, "counts": counts, "photos": [photo_summary(r) for r in rows]}
+    )
+
+
+def owned_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    """For the progress blueprint: the batch row if the caller owns it."""
+    return _owned_batch(batch_id)
+
+
+__all__ = ["bp", "owned_batch", "photo_summary", "current_app"]
