@@ -18,7 +18,7 @@ import redis
 # Run as a plain script (`python bench/limiter_bench.py`), the project root is not on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from snapmatch.limiter import Acquired, ProviderLimiter, ProviderLimits, RateLimitExceeded  # noqa: E402
+from snapmatch.limiter import Acquired, ProviderLimiter, ProviderLimits, RateLimitExceeded
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
 LATENCY_CALLS = 5000
@@ -73,7 +73,8 @@ def bench_saturation(client: redis.Redis, prefix: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 1.5  # time for the children to import before the clock starts
     stop_at = start_at + SATURATION_SECONDS
-    children = [ctx.Process(target=saturate, args=(prefix, start_at, stop_at)) for _ in range(SATURATION_PROCESSES)]
+    args = (prefix, start_at, stop_at)
+    children = [ctx.Process(target=saturate, args=args) for _ in range(SATURATION_PROCESSES)]
     for child in children:
         child.start()
     for child in children:

@@ -17,6 +17,8 @@ from typing import Any
 
 from redis import Redis
 
+from snapmatch.settings import Settings, get_settings
+
 
 class Outcome(StrEnum):
     """How a provider call ended; decides what the circuit breaker learns from it."""
@@ -72,10 +74,10 @@ class ProviderLimits:
         if self.rate <= 0 or self.burst < 1 or self.concurrency < 1:
             raise ValueError(f"{self.name}: rate must be > 0, burst and concurrency >= 1")
         if self.lease_seconds <= 0 or self.breaker_seconds <= 0 or self.breaker_failures < 1:
-            raise ValueError(f"{self.name}: lease_seconds, breaker_seconds and breaker_failures must be positive")
+            raise ValueError(f"{self.name}: lease and breaker settings must be positive")
 
 
-def _setting(settings: Any, name: str, default: float) -> float:
+def _setting(settings: Settings, name: str, default: float) -> float:
     """A tuning knob not (yet) on Settings: the attribute if it exists, else the environment, else default."""
     value = getattr(settings, name, None)
     if value is None:
@@ -84,8 +86,9 @@ def _setting(settings: Any, name: str, default: float) -> float:
     return float(value)
 
 
-def limits_for(provider: str, settings: Any) -> ProviderLimits:
-    """Build a provider's limits from the settings object (``snapmatch.settings.get_settings()``)."""
+def limits_for(provider: str, settings: Settings | None = None) -> ProviderLimits:
+    """Build a provider's limits ("rekognition" or "gemini") from the settings (default: the process's)."""
+    settings = settings or get_settings()
     if provider == "rekognition":
         rate = float(settings.AWS_REQUESTS_PER_SECOND)
         concurrency = int(settings.AWS_CONCURRENT_REQUESTS)

@@ -77,9 +77,7 @@ def test_six_processes_respect_rate_and_concurrency(redis_client: redis.Redis, p
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 1.5
     stop_at = start_at + 3.0
-    children = [
-        ctx.Process(target=hammer, args=(prefix, limits, start_at, stop_at, seed)) for seed in range(6)
-    ]
+    children = [ctx.Process(target=hammer, args=(prefix, limits, start_at, stop_at, n)) for n in range(6)]
     for child in children:
         child.start()
     for child in children:
@@ -91,8 +89,9 @@ def test_six_processes_respect_rate_and_concurrency(redis_client: redis.Redis, p
     # The run did real work: the initial burst plus most of 3 s of tokens.
     assert len(grants) >= limits.burst + 0.8 * limits.rate * 3.0, len(grants)
 
-    # Concurrency: sweep the interval ends; a release at the same instant as a grant goes first.
-    events = sorted([(g, 1) for g, _ in intervals] + [(r, -1) for _, r in intervals], key=lambda e: (e[0], e[1]))
+    # Concurrency: sweep the interval ends.
+    # (time, +1 grant / -1 release); sorting puts -1 before +1 at the same instant.
+    events = sorted([(g, 1) for g, _ in intervals] + [(r, -1) for _, r in intervals])
     in_flight = max_in_flight = 0
     for _, change in events:
         in_flight += change

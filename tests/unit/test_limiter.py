@@ -276,9 +276,8 @@ def test_lease_context_manager_reports_outcomes(make_limiter):
         assert limiter.state()["in_flight"] == 1
     assert held.released
 
-    with pytest.raises(RuntimeError):
-        with limiter.lease(timeout=1):
-            raise RuntimeError("provider exploded")
+    with pytest.raises(RuntimeError), limiter.lease(timeout=1):
+        raise RuntimeError("provider exploded")
     assert limiter.state()["consecutive_failures"] == 1
 
     with limiter.lease(timeout=1) as held:

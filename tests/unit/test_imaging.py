@@ -1,0 +1,75 @@
+"""Upload checks read headers only and name every bad file precisely."""
+
+from __future__ import annotations
+
+import pytest
+
+from snapmatch.errors import InvalidUpload, PermanentImageError
+from snapmatch.imaging import ImageType, inspect_upload, prepare, sniff_type
+from tests.images import bad_uploads, jpeg
+
+
+def _inspect(data: bytes, max_pixels: int = 100_000_000):
+    return inspect_upload(data[:65536], data[-4096:], len(data), max_bytes=50 << 20, max_pixels=max_pixels)
+
+
+@pytest.mark.parametrize("kind", [k for k in bad_uploads() if k != "path_traversal_name"])
+def test_bad_files_are_rejected_with_their_code(kind: str) -> None:
+    _name, data, code = bad_uploads()[kind]
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(data)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_good_jpeg_header() -> None:
+    header = _inspect(jpeg(321, 123))
+    assert (header.type, header.width, header.height) == (ImageType.JPEG, 321, 123)
+
+
+def test_pixel_limit_is_applied_from_the_header() -> None:
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(jpeg(400, 300), max_pixels=100_000)
+    assert info.value.code == "image_too_large"
+
+
+def test_size_limit() -> None:
+    data = jpeg(64, 64)
+    with pytest.raises(InvalidUpload) as info:
+        inspect_upload(data, data[-4096:], len(data), max_bytes=len(data) - 1, max_pixels=10**8)
+    assert info.value.code == "file_too_large"
+
+
+def test_sniffing_png_and_webp() -> None:
+    assert sniff_type(b"\x89PNG\r\n\x1a\n....") is ImageType.PNG
+    assert sniff_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") is ImageType.WEBP
+    assert sniff_type(b"GIF89a") is None
+
+
+def test_prepare_makes_thumbnail_and_scores() -> None:
+    prepared = prepare(jpeg(1200, 800), max_pixels=10**8)
+    assert prepared.rgb.shape == (800, 1200, 3)
+    assert prepared.thumbnail_jpeg[:3] == b"\xff\xd8\xff"
+    assert prepared.sharpness > 0 and 0 < prepared.exposure < 1
+
+
+def test_prepare_honours_exif_orientation() -> None:
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", (300, 100), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif.tobytes())
+    prepared = prepare(out.getvalue(), max_pixels=10**8)
+    assert prepared.rgb.shape[:2] == (300, 100)
+    assert (prepared.width, prepared.height) == (100, 300)
+
+
+def test_undecodable_bytes_are_permanent_errors() -> None:
+    _name, data, _code = bad_uploads()["corrupt_jpeg_header"]
+    with pytest.raises(PermanentImageError) as info:
+        prepare(data, max_pixels=10**8)
+    assert info.value.code == "corrupt_image"
