@@ -10,12 +10,11 @@ import logging
 from datetime import timedelta
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
 from jobs.queues import enqueue_photos, enqueue_selfie, photo_job_id, selfie_job_id
-from jobs.worker_liveness import is_worker_alive
+from jobs.worker_liveness import liveness_key
 from snapmatch import db
 from snapmatch.pipeline import mark_photo_failed, mark_selfie_failed
 from snapmatch.redis_client import get_redis
@@ -26,21 +25,35 @@ log = logging.getLogger(__name__)
 # A photo that kills its worker every time must end, not loop: after this many re-enqueues it fails.
 MAX_GENERATIONS = 6
 SWEEP_LIMIT = 2000
-_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+_WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
 
 
-def job_is_alive(redis: Redis, job_id: str) -> bool:
-    """True when the job will still run or is running on a live worker."""
-    try:
-        job = Job.fetch(job_id, connection=redis)
-    except NoSuchJobError:
-        return False
-    status = job.get_status(refresh=False)
-    if status in _WAITING:
-        return True
-    if status == JobStatus.STARTED:
-        return bool(job.worker_name) and is_worker_alive(redis, job.worker_name)
-    return False
+def live_jobs(redis: Redis, job_ids: list[str]) -> set[str]:
+    """The subset of ``job_ids`` that will still run, or is running on a live worker.
+
+    Two pipelined round trips for any number of jobs, so a sweep over thousands of queued photos
+    stays cheap.
+    """
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hmget(Job.key_for(job_id), "status", "worker_name")
+    states = pipe.execute()
+    alive: set[str] = set()
+    started: list[tuple[str, str]] = []
+    for job_id, (status, worker_name) in zip(job_ids, states, strict=True):
+        status = status.decode() if status else None
+        if status in _WAITING:
+            alive.add(job_id)
+        elif status == JobStatus.STARTED.value and worker_name:
+            started.append((job_id, worker_name.decode()))
+    if started:
+        pipe = redis.pipeline(transaction=False)
+        for _job_id, worker_name in started:
+            pipe.exists(liveness_key(worker_name))
+        for (job_id, _worker), exists in zip(started, pipe.execute(), strict=True):
+            if exists:
+                alive.add(job_id)
+    return alive
 
 
 def sweep() -> dict[str, int]:
@@ -60,13 +73,12 @@ def sweep() -> dict[str, int]:
             .order_by(photos.c.id)
             .limit(SWEEP_LIMIT)
         ).all()
+    alive = live_jobs(redis, [photo_job_id(r.id, r.enqueue_count) for r in stale])
     for row in stale:
-        if job_is_alive(redis, photo_job_id(row.id, row.enqueue_count)):
+        if photo_job_id(row.id, row.enqueue_count) in alive:
             continue
         if row.enqueue_count + 1 >= MAX_GENERATIONS:
-            mark_photo_failed(
-                row.id, "abandoned", "Processing was interrupted too many times (worker crashes).", redis
-            )
+            mark_photo_failed(row.id, "abandoned", "Processing was interrupted too many times (worker crashes).", redis)
             given_up += 1
             continue
         with db.transaction() as conn:
@@ -87,8 +99,9 @@ def sweep() -> dict[str, int]:
                 selfies.c.status == SelfieStatus.PROCESSING.value, selfies.c.updated_at < cutoff
             )
         ).all()
+    alive = live_jobs(redis, [selfie_job_id(r.id, r.enqueue_count) for r in stale_selfies])
     for row in stale_selfies:
-        if job_is_alive(redis, selfie_job_id(row.id, row.enqueue_count)):
+        if selfie_job_id(row.id, row.enqueue_count) in alive:
             continue
         if row.enqueue_count + 1 >= MAX_GENERATIONS:
             mark_selfie_failed(row.id, "abandoned", "Processing was interrupted too many times.")

@@ -16,13 +16,14 @@ from snapmatch.settings import get_settings
 
 
 class QueueName(StrEnum):
-    # Listed in priority order: a worker always takes a selfie before a photo.
     SELFIES = "selfies"
     PHOTOS = "photos"
     MAINTENANCE = "maintenance"
 
 
-WORKER_QUEUES = [QueueName.SELFIES, QueueName.PHOTOS, QueueName.MAINTENANCE]
+# Priority order: a worker takes a selfie before anything else (an attendee is waiting), then the
+# sweeper (milliseconds, and it must not starve behind a backlog of photos), then photos.
+WORKER_QUEUES = [QueueName.SELFIES, QueueName.MAINTENANCE, QueueName.PHOTOS]
 # 3 attempts in all, with growing backoff; permanent errors never raise, so they are not retried.
 PHOTO_RETRY = Retry(max=2, interval=[10, 60])
 SELFIE_RETRY = Retry(max=2, interval=[2, 10])

@@ -22,7 +22,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     while True:
         scheduler = CronScheduler(connection=get_redis())
-        scheduler.register(sweep, queue_name=QueueName.MAINTENANCE.value, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300)
+        scheduler.register(
+            sweep, queue_name=QueueName.MAINTENANCE.value, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300
+        )
         try:
             scheduler.start()
             return

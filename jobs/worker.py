@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import os
+import socket
 
 from rq import Worker
 

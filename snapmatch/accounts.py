@@ -109,17 +109,15 @@ def create_token(email: str) -> str:
     user = find_user(email)
     token = "smk_" + secrets.token_urlsafe(32)
     with db.transaction() as conn:
-        conn.execute(
-            insert(api_tokens).values(user_id=user.id, token_hash=_token_hash(token), created_at=db.utcnow())
-        )
+        conn.execute(insert(api_tokens).values(user_id=user.id, token_hash=_token_hash(token), created_at=db.utcnow()))
     return token
 
 
 def user_for_token(token: str) -> User | None:
     with db.connection() as conn:
         row = conn.execute(
-            select(users).join(api_tokens, api_tokens.c.user_id == users.c.id).where(
-                api_tokens.c.token_hash == _token_hash(token)
-            )
+            select(users)
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(api_tokens.c.token_hash == _token_hash(token))
         ).first()
     return _user(row) if row else None

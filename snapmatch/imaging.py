@@ -134,7 +134,11 @@ class PreparedImage:
 
 
 def _reduced_flag(width: int, height: int, max_pixels: int) -> tuple[int, float]:
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
         if width * height / (factor * factor) >= max_pixels:
             return flag, 1.0 / factor
     return cv2.IMREAD_COLOR, 1.0
@@ -172,7 +176,9 @@ def prepare(data: bytes, *, max_pixels: int, keep_pixels: int = 26_000_000) -> P
         header = inspect_upload(data[:65536], data[-4096:], len(data), max_bytes=len(data), max_pixels=max_pixels)
     except InvalidUpload as exc:
         raise PermanentImageError(exc.message, code=exc.code) from exc
-    flag, _ = _reduced_flag(header.width, header.height, keep_pixels) if kind is ImageType.JPEG else (cv2.IMREAD_COLOR, 1.0)
+    flag, _ = (
+        _reduced_flag(header.width, header.height, keep_pixels) if kind is ImageType.JPEG else (cv2.IMREAD_COLOR, 1.0)
+    )
     # OpenCV applies the EXIF orientation itself when decoding (IMREAD_IGNORE_ORIENTATION is not set).
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if bgr is None or bgr.size == 0:

@@ -6,6 +6,7 @@ The caller enqueues the job after the row is committed; the sweeper covers a fai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -64,10 +65,8 @@ class SpooledFile:
     extra: dict[str, object] = field(default_factory=dict)
 
     def discard(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:

@@ -47,7 +47,9 @@ def publish(redis: Redis, batch_id: str | None, stage: Stage, photo_id: int | No
         log.warning("progress event %s for batch %s not published: %s", stage, batch_id, exc)
 
 
-def read(redis: Redis, batch_id: str, last_id: str = "0", block_ms: int = 0, count: int = 500) -> list[tuple[str, dict]]:
+def read(
+    redis: Redis, batch_id: str, last_id: str = "0", block_ms: int = 0, count: int = 500
+) -> list[tuple[str, dict]]:
     """Events after ``last_id`` (blocking up to ``block_ms`` when there are none)."""
     result = redis.xread({stream_key(batch_id): last_id}, count=count, block=block_ms or None)
     out = []

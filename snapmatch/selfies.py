@@ -82,9 +82,7 @@ def put_selfie(
 
 def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
     with db.connection() as conn:
-        return conn.execute(
-            select(selfies).where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)
-        ).first()
+        return conn.execute(select(selfies).where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)).first()
 
 
 def delete_selfie(user: User, event_id: int, *, storage: Storage) -> None:

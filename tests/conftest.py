@@ -3,6 +3,7 @@ database) and its own Redis DB number; processes started by tests get the same e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -160,8 +161,19 @@ class Processes:
     def web(self) -> str:
         port = free_port()
         self.start(
-            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-            "--worker-class", "gthread", "webapp:create_app()", name="web",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "webapp:create_app()",
+            name="web",
         )
         url = f"http://127.0.0.1:{port}"
         import requests
@@ -177,20 +189,16 @@ class Processes:
 
     @staticmethod
     def signal_group(proc: subprocess.Popen, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop_all(self) -> None:
         for proc in self.procs:
             self.signal_group(proc, signal.SIGTERM)
         deadline = time.time() + 10
         for proc in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
             self.signal_group(proc, signal.SIGKILL)
             proc.wait()
 
@@ -211,9 +219,21 @@ def face_images() -> Path:
     if not (images / "biden.jpg").exists():
         cache.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "face_recognition==1.3.0",
-             "-d", str(cache)],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "face_recognition==1.3.0",
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             pytest.skip(f"cannot download face_recognition 1.3.0 test images from PyPI: {result.stderr[-300:]}")

@@ -58,7 +58,11 @@ def bad_uploads() -> dict[str, tuple[str, bytes, str]]:
         "zip": ("photos.zip", zip_file(), "unsupported_type"),
         "svg": ("vector.svg", SVG, "unsupported_type"),
         "path_traversal_name": ("../../x.jpg", good, "invalid_filename"),
-        "corrupt_jpeg_header": ("garbage.jpg", b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + b"\x13" * 500 + b"\xff\xd9", "corrupt_image"),
+        "corrupt_jpeg_header": (
+            "garbage.jpg",
+            b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + b"\x13" * 500 + b"\xff\xd9",
+            "corrupt_image",
+        ),
     }
 
 

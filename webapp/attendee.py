@@ -170,7 +170,10 @@ def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
             "height": row.height,
             "quality": {"sharpness": row.sharpness, "exposure": row.exposure},
             "faces": [
-                {"box": {"left": f.left, "top": f.top, "width": f.width, "height": f.height}, "score": round(f.score, 3)}
+                {
+                    "box": {"left": f.left, "top": f.top, "width": f.width, "height": f.height},
+                    "score": round(f.score, 3),
+                }
                 for f in face_rows
             ],
             "analysis": None,

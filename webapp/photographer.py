@@ -101,7 +101,7 @@ def check_photos(event_id: int):  # type: ignore[no-untyped-def]
     body = request.get_json(silent=True) or {}
     hashes = body.get("sha256")
     if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes) or len(hashes) > 10000:
-        raise SnapmatchError("Send {\"sha256\": [hex digests]} (at most 10000).", code="invalid_body")
+        raise SnapmatchError('Send {"sha256": [hex digests]} (at most 10000).', code="invalid_body")
     wanted = [h.lower() for h in hashes]
     present: set[str] = set()
     with db.connection() as conn:

@@ -128,7 +128,12 @@ def test_join_selfie_and_privacy_rules(client, photographer, event_id, make_user
     assert resp.status_code == 403 and resp.json["error"]["code"] == "not_joined"
     wrong = client.post(f"/api/events/{event_id}/join", json={"access_code": "NOPE"}, headers=auth(attendee))
     assert wrong.status_code == 403 and wrong.json["error"]["code"] == "wrong_access_code"
-    assert client.post(f"/api/events/{event_id}/join", json={"access_code": code.lower()}, headers=auth(attendee)).status_code == 200
+    assert (
+        client.post(
+            f"/api/events/{event_id}/join", json={"access_code": code.lower()}, headers=auth(attendee)
+        ).status_code
+        == 200
+    )
     assert client.get(f"/api/events/{event_id}/selfie", headers=auth(attendee)).status_code == 404
     resp = client.put(
         f"/api/events/{event_id}/selfie",

@@ -118,7 +118,9 @@ def test_two_attendees_see_exactly_their_photos(env, processes, face_images) -> 
     assert alice.get(f"{url}/api/photos/{only_bob}/thumbnail").status_code in (403, 404)
     assert bob.get(f"{url}/api/photos/{only_bob}").json()["status"] == "done"
     thumb = bob.get(f"{url}/api/photos/{only_bob}/thumbnail")
-    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+    assert (
+        thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+    )
     assert alice.get(f"{url}/api/photos/{ids['group.jpg']}").status_code == 200
 
     # the same bytes again are a duplicate
