@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # A photo that kills its worker every time must end, not loop: after this many re-enqueues it fails.
 MAX_GENERATIONS = 6
 SWEEP_LIMIT = 2000
+GIVE_UP_MESSAGE = "Processing was interrupted too many times (worker crashes); upload the file again."
 _WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
 
 
@@ -56,15 +57,37 @@ def live_jobs(redis: Redis, job_ids: list[str]) -> set[str]:
     return alive
 
 
+def _abandoned(table, rows, job_id, fail) -> tuple[list, int]:  # type: ignore[no-untyped-def]
+    """Rows whose job is not alive, claimed for a new generation (compare-and-set on enqueue_count,
+    so two sweepers never both re-enqueue one row). Rows out of generations are failed instead."""
+    redis = get_redis()
+    alive = live_jobs(redis, [job_id(r.id, r.enqueue_count) for r in rows])
+    claimed, given_up = [], 0
+    for row in rows:
+        if job_id(row.id, row.enqueue_count) in alive:
+            continue
+        if row.enqueue_count + 1 >= MAX_GENERATIONS:
+            fail(row.id)
+            given_up += 1
+            continue
+        with db.transaction() as conn:
+            won = conn.execute(
+                update(table)
+                .where(table.c.id == row.id, table.c.enqueue_count == row.enqueue_count)
+                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
+            ).rowcount
+        if won:
+            claimed.append(row)
+    return claimed, given_up
+
+
 def sweep() -> dict[str, int]:
     """Re-enqueue abandoned photos and selfies. Safe to run anywhere, any number of times."""
     settings = get_settings()
     redis = get_redis()
     cutoff = db.utcnow() - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
-    requeued_photos: list[tuple[int, int]] = []
-    given_up = 0
     with db.connection() as conn:
-        stale = conn.execute(
+        stale_photos = conn.execute(
             select(photos.c.id, photos.c.enqueue_count)
             .where(
                 photos.c.status.in_([PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value]),
@@ -73,49 +96,34 @@ def sweep() -> dict[str, int]:
             .order_by(photos.c.id)
             .limit(SWEEP_LIMIT)
         ).all()
-    alive = live_jobs(redis, [photo_job_id(r.id, r.enqueue_count) for r in stale])
-    for row in stale:
-        if photo_job_id(row.id, row.enqueue_count) in alive:
-            continue
-        if row.enqueue_count + 1 >= MAX_GENERATIONS:
-            mark_photo_failed(row.id, "abandoned", "Processing was interrupted too many times (worker crashes).", redis)
-            given_up += 1
-            continue
-        with db.transaction() as conn:
-            claimed = conn.execute(
-                update(photos)
-                .where(photos.c.id == row.id, photos.c.enqueue_count == row.enqueue_count)
-                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
-            ).rowcount
-        if claimed:
-            requeued_photos.append((row.id, row.enqueue_count + 1))
-    if requeued_photos:
-        enqueue_photos(redis, requeued_photos)
-
-    requeued_selfies = 0
-    with db.connection() as conn:
         stale_selfies = conn.execute(
-            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count).where(
-                selfies.c.status == SelfieStatus.PROCESSING.value, selfies.c.updated_at < cutoff
-            )
+            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count)
+            .where(selfies.c.status == SelfieStatus.PROCESSING.value, selfies.c.updated_at < cutoff)
+            .limit(SWEEP_LIMIT)
         ).all()
-    alive = live_jobs(redis, [selfie_job_id(r.id, r.enqueue_count) for r in stale_selfies])
-    for row in stale_selfies:
-        if selfie_job_id(row.id, row.enqueue_count) in alive:
-            continue
-        if row.enqueue_count + 1 >= MAX_GENERATIONS:
-            mark_selfie_failed(row.id, "abandoned", "Processing was interrupted too many times.")
-            continue
-        with db.transaction() as conn:
-            claimed = conn.execute(
-                update(selfies)
-                .where(selfies.c.id == row.id, selfies.c.enqueue_count == row.enqueue_count)
-                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
-            ).rowcount
-        if claimed:
-            enqueue_selfie(redis, row.id, row.image_key, row.enqueue_count + 1)
-            requeued_selfies += 1
-    result = {"photos_requeued": len(requeued_photos), "selfies_requeued": requeued_selfies, "failed": given_up}
-    if requeued_photos or requeued_selfies or given_up:
+    photo_rows, photos_failed = _abandoned(
+        photos,
+        stale_photos,
+        photo_job_id,
+        lambda i: mark_photo_failed(
+            i, "abandoned", "Processing was interrupted too many times (worker crashes).", redis
+        ),
+    )
+    if photo_rows:
+        enqueue_photos(redis, [(r.id, r.enqueue_count + 1) for r in photo_rows])
+    selfie_rows, selfies_failed = _abandoned(
+        selfies,
+        stale_selfies,
+        selfie_job_id,
+        lambda i: mark_selfie_failed(i, "abandoned", GIVE_UP_MESSAGE),
+    )
+    for r in selfie_rows:
+        enqueue_selfie(redis, r.id, r.image_key, r.enqueue_count + 1)
+    result = {
+        "photos_requeued": len(photo_rows),
+        "selfies_requeued": len(selfie_rows),
+        "failed": photos_failed + selfies_failed,
+    }
+    if any(result.values()):
         log.warning("sweeper: %s", result)
     return result

@@ -5,7 +5,6 @@ Every web and worker process on every machine asks the same Redis keys, so a pro
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
@@ -77,36 +76,27 @@ class ProviderLimits:
             raise ValueError(f"{self.name}: lease and breaker settings must be positive")
 
 
-def _setting(settings: Settings, name: str, default: float) -> float:
-    """A tuning knob not (yet) on Settings: the attribute if it exists, else the environment, else default."""
-    value = getattr(settings, name, None)
-    if value is None:
-        raw = os.environ.get(name)
-        value = float(raw) if raw not in (None, "") else default
-    return float(value)
-
-
 def limits_for(provider: str, settings: Settings | None = None) -> ProviderLimits:
     """Build a provider's limits ("rekognition" or "gemini") from the settings (default: the process's)."""
     settings = settings or get_settings()
     if provider == "rekognition":
         rate = float(settings.AWS_REQUESTS_PER_SECOND)
         concurrency = int(settings.AWS_CONCURRENT_REQUESTS)
-        burst_name = "AWS_BURST"
+        burst = settings.AWS_BURST
     elif provider == "gemini":
         rate = float(settings.GEMINI_REQUESTS_PER_MINUTE) / 60.0
         concurrency = int(settings.GEMINI_CONCURRENT_REQUESTS)
-        burst_name = "GEMINI_BURST"
+        burst = settings.GEMINI_BURST
     else:
         raise ValueError(f"unknown provider {provider!r}")
     return ProviderLimits(
         name=provider,
         rate=rate,
-        burst=int(_setting(settings, burst_name, max(1, round(rate)))),
+        burst=burst or max(1, round(rate)),
         concurrency=concurrency,
-        lease_seconds=_setting(settings, "LIMITER_LEASE_SECONDS", 60.0),
-        breaker_failures=int(_setting(settings, "LIMITER_BREAKER_FAILURES", 5)),
-        breaker_seconds=_setting(settings, "LIMITER_BREAKER_SECONDS", 30.0),
+        lease_seconds=settings.LIMITER_LEASE_SECONDS,
+        breaker_failures=settings.LIMITER_BREAKER_FAILURES,
+        breaker_seconds=settings.LIMITER_BREAKER_SECONDS,
     )
 
 

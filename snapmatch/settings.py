@@ -50,6 +50,16 @@ class Settings:
     AWS_REQUESTS_PER_SECOND: float = field(default_factory=lambda: _env_float("AWS_REQUESTS_PER_SECOND", 5.0))
     GEMINI_CONCURRENT_REQUESTS: int = field(default_factory=lambda: _env_int("GEMINI_CONCURRENT_REQUESTS", 4))
     GEMINI_REQUESTS_PER_MINUTE: float = field(default_factory=lambda: _env_float("GEMINI_REQUESTS_PER_MINUTE", 60.0))
+    # Bucket sizes for the shared limiter; 0 means "one second's worth of rate" (at least 1).
+    AWS_BURST: int = field(default_factory=lambda: _env_int("AWS_BURST", 0))
+    GEMINI_BURST: int = field(default_factory=lambda: _env_int("GEMINI_BURST", 0))
+    # A crashed process's provider slot comes back after this long.
+    LIMITER_LEASE_SECONDS: float = field(default_factory=lambda: _env_float("LIMITER_LEASE_SECONDS", 60.0))
+    # Consecutive provider failures that open the shared circuit breaker, and for how long.
+    LIMITER_BREAKER_FAILURES: int = field(default_factory=lambda: _env_int("LIMITER_BREAKER_FAILURES", 5))
+    LIMITER_BREAKER_SECONDS: float = field(default_factory=lambda: _env_float("LIMITER_BREAKER_SECONDS", 30.0))
+    # Per-photo budget for waiting on AWS (same idea as GEMINI_TIMEOUT_SECONDS_TOTAL).
+    AWS_TIMEOUT_SECONDS_TOTAL: int = field(default_factory=lambda: _env_int("AWS_TIMEOUT_SECONDS_TOTAL", 600))
     GEMINI_TIMEOUT_SECONDS_TOTAL: int = field(default_factory=lambda: _env_int("GEMINI_TIMEOUT_SECONDS_TOTAL", 600))
     MAX_UPLOAD_MB: int = field(default_factory=lambda: _env_int("MAX_UPLOAD_MB", 50))
     MAX_IMAGE_PIXELS: int = field(default_factory=lambda: _env_int("MAX_IMAGE_PIXELS", 100_000_000))

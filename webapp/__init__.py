@@ -30,10 +30,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update({k: v for k, v in test_config.items() if k != "SNAPMATCH"})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from webapp import attendee, cli, errors, health, photographer, progress
+    from webapp import admin, attendee, cli, errors, health, photographer, progress
 
     errors.init_app(app)
     cli.init_app(app)
-    for module in (health, photographer, attendee, progress):
+    for module in (health, photographer, attendee, progress, admin):
         app.register_blueprint(module.bp)
     return app

@@ -82,6 +82,8 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
         for f in files
     ]
     queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
+    for r in results:
+        progress.publish(redis(), batch_id, Stage.RECEIVED, r.photo_id, filename=r.filename, status=r.status)
     for r in queued:
         r.job_id = photo_job_id(r.photo_id, 0)
     try:

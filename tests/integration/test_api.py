@@ -165,3 +165,15 @@ def test_health_and_readiness(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json["checks"] == {"redis": "ok", "database": "ok"}
+
+
+def test_admin_sees_provider_limits_and_others_do_not(client, make_user, photographer) -> None:  # type: ignore[no-untyped-def]
+    _, admin = make_user("admin")
+    resp = client.get("/api/admin/providers", headers=auth(admin))
+    assert resp.status_code == 200
+    rekognition = resp.json["providers"]["rekognition"]
+    assert rekognition["limiter"]["in_flight"] == 0
+    assert rekognition["limiter"]["limits"]["concurrency"] == 5
+    assert "gemini" in resp.json["providers"]
+    denied = client.get("/api/admin/providers", headers=auth(photographer))
+    assert denied.status_code == 403 and denied.json["error"]["code"] == "role_required"
