@@ -5,13 +5,13 @@ Feeds ``GET /api/admin/providers`` and the optional per-event budget (``EVENT_BU
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 
 from snapmatch.errors import SnapmatchError
+from snapmatch.settings import Settings, get_settings
 
 
 class BudgetExceeded(SnapmatchError):
@@ -25,11 +25,6 @@ class BudgetExceeded(SnapmatchError):
         self.event_id = event_id
         self.spent_usd = spent_usd
         self.budget_usd = budget_usd
-
-
-def _env_float(name: str, default: float | None) -> float | None:
-    raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
 
 
 # Rekognition bills the face APIs per image analysed ("Group 1": IndexFaces, SearchFaces, SearchFacesByImage,
@@ -46,10 +41,10 @@ class Prices:
     per_stored_month: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> Prices:
+    def from_settings(cls, settings: Settings) -> Prices:
         """Public list prices by default; override with REKOGNITION_PRICE_PER_IMAGE / _PER_FACE_MONTH."""
-        per_image = _env_float("REKOGNITION_PRICE_PER_IMAGE", 0.001) or 0.0
-        per_face_month = _env_float("REKOGNITION_PRICE_PER_FACE_MONTH", 0.00001) or 0.0
+        per_image = settings.REKOGNITION_PRICE_PER_IMAGE
+        per_face_month = settings.REKOGNITION_PRICE_PER_FACE_MONTH
         return cls(
             per_call={"rekognition": dict.fromkeys(REKOGNITION_IMAGE_OPERATIONS, per_image)},
             per_stored_month={"rekognition": per_face_month},
@@ -79,13 +74,14 @@ class CostTracker:
     ) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.prices = prices or Prices.from_env()
+        self.prices = prices or Prices.from_settings(get_settings())
         self.event_budget_usd = event_budget_usd
 
     @classmethod
-    def from_env(cls, redis: Redis, prefix: str = "snapmatch") -> CostTracker:
-        budget = _env_float("EVENT_BUDGET_USD", None)
-        return cls(redis, prefix, Prices.from_env(), budget if budget and budget > 0 else None)
+    def from_settings(cls, redis: Redis, settings: Settings | None = None) -> CostTracker:
+        settings = settings or get_settings()
+        budget = settings.EVENT_BUDGET_USD
+        return cls(redis, settings.REDIS_PREFIX, Prices.from_settings(settings), budget if budget > 0 else None)
 
     def _key(self, provider: str, *parts: object) -> str:
         return ":".join([self.prefix, "costs", provider, *(str(p) for p in parts)])

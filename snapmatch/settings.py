@@ -60,6 +60,22 @@ class Settings:
     LIMITER_BREAKER_SECONDS: float = field(default_factory=lambda: _env_float("LIMITER_BREAKER_SECONDS", 30.0))
     # Per-photo budget for waiting on AWS (same idea as GEMINI_TIMEOUT_SECONDS_TOTAL).
     AWS_TIMEOUT_SECONDS_TOTAL: int = field(default_factory=lambda: _env_int("AWS_TIMEOUT_SECONDS_TOTAL", 600))
+    # Provider waits longer than this reschedule the job instead of holding a worker.
+    AWS_MAX_INLINE_WAIT_SECONDS: float = field(default_factory=lambda: _env_float("AWS_MAX_INLINE_WAIT_SECONDS", 5.0))
+    REKOGNITION_MATCH_SIMILARITY: float = field(
+        default_factory=lambda: _env_float("REKOGNITION_MATCH_SIMILARITY", 80.0)
+    )
+    REKOGNITION_MAX_FACES: int = field(default_factory=lambda: _env_int("REKOGNITION_MAX_FACES", 100))
+    REKOGNITION_QUALITY_FILTER: str = field(default_factory=lambda: _env_str("REKOGNITION_QUALITY_FILTER", "AUTO"))
+    REKOGNITION_COLLECTION_PREFIX: str = field(
+        default_factory=lambda: _env_str("REKOGNITION_COLLECTION_PREFIX", _env_str("REDIS_PREFIX", "snapmatch"))
+    )
+    REKOGNITION_PRICE_PER_IMAGE: float = field(default_factory=lambda: _env_float("REKOGNITION_PRICE_PER_IMAGE", 0.001))
+    REKOGNITION_PRICE_PER_FACE_MONTH: float = field(
+        default_factory=lambda: _env_float("REKOGNITION_PRICE_PER_FACE_MONTH", 0.00001)
+    )
+    # Spending cap per event in USD for paid providers; 0 = no cap.
+    EVENT_BUDGET_USD: float = field(default_factory=lambda: _env_float("EVENT_BUDGET_USD", 0.0))
     GEMINI_TIMEOUT_SECONDS_TOTAL: int = field(default_factory=lambda: _env_int("GEMINI_TIMEOUT_SECONDS_TOTAL", 600))
     MAX_UPLOAD_MB: int = field(default_factory=lambda: _env_int("MAX_UPLOAD_MB", 50))
     MAX_IMAGE_PIXELS: int = field(default_factory=lambda: _env_int("MAX_IMAGE_PIXELS", 100_000_000))

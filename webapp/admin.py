@@ -19,7 +19,7 @@ PROVIDERS = ("rekognition", "gemini")
 def providers():  # type: ignore[no-untyped-def]
     """Per provider: billable calls by operation, throttles, estimated cost, and the shared limiter's state."""
     cfg = settings()
-    report = CostTracker.from_env(redis(), cfg.REDIS_PREFIX).provider_report()
+    report = CostTracker.from_settings(redis(), cfg).provider_report()
     out = {}
     for name in sorted(set(PROVIDERS) | set(report)):
         entry = dict(report.get(name, {}))

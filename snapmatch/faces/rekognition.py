@@ -20,7 +20,7 @@ import boto3
 import cv2
 import numpy as np
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from redis import Redis
 
 from snapmatch.costs import CostTracker
@@ -183,11 +183,6 @@ def _encode(bgr: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
-
-
 def make_client(endpoint_url: str | None = None, region: str | None = None, max_pool_connections: int = 10) -> Any:
     """A Rekognition client that never retries by itself and honours the standard AWS environment.
 
@@ -299,13 +294,13 @@ class RekognitionFaceEngine:
         redis = redis if redis is not None else get_redis(settings.REDIS_URL)
         return cls(
             limiter=ProviderLimiter(redis, limits_for(PROVIDER, settings), prefix=settings.REDIS_PREFIX),
-            costs=CostTracker.from_env(redis, settings.REDIS_PREFIX),
-            collection_prefix=os.environ.get("REKOGNITION_COLLECTION_PREFIX") or settings.REDIS_PREFIX,
-            match_similarity=_env_float("REKOGNITION_MATCH_SIMILARITY", 80.0),
-            max_faces=int(_env_float("REKOGNITION_MAX_FACES", MAX_FACES_PER_IMAGE)),
-            quality_filter=os.environ.get("REKOGNITION_QUALITY_FILTER") or "AUTO",
-            time_budget_seconds=_env_float("AWS_TIMEOUT_SECONDS_TOTAL", 600.0),
-            max_inline_wait_seconds=_env_float("AWS_MAX_INLINE_WAIT_SECONDS", 5.0),
+            costs=CostTracker.from_settings(redis, settings),
+            collection_prefix=settings.REKOGNITION_COLLECTION_PREFIX,
+            match_similarity=settings.REKOGNITION_MATCH_SIMILARITY,
+            max_faces=settings.REKOGNITION_MAX_FACES,
+            quality_filter=settings.REKOGNITION_QUALITY_FILTER,
+            time_budget_seconds=settings.AWS_TIMEOUT_SECONDS_TOTAL,
+            max_inline_wait_seconds=settings.AWS_MAX_INLINE_WAIT_SECONDS,
         )
 
     @property
@@ -584,6 +579,10 @@ class RekognitionFaceEngine:
                     continue
                 # The provider answered (bad request, missing resource): it is healthy, the request was not.
                 lease.release(Outcome.SUCCESS)
+                raise
+            except ParamValidationError:
+                # Refused by botocore before sending: a bug on our side, nothing the breaker should learn.
+                lease.release(Outcome.CANCELLED)
                 raise
             except BotoCoreError as exc:  # connection refused/reset, read timeout
                 lease.release(Outcome.FAILURE)
