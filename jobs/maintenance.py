@@ -11,12 +11,12 @@ from datetime import timedelta
 
 from redis import Redis
 from rq.job import Job, JobStatus
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from jobs.queues import enqueue_photos, enqueue_selfie, photo_job_id, selfie_job_id
 from jobs.worker_liveness import liveness_key
 from snapmatch import db
-from snapmatch.pipeline import mark_photo_failed, mark_selfie_failed
+from snapmatch.pipeline import claim_next_generation, mark_photo_failed, mark_selfie_failed
 from snapmatch.redis_client import get_redis
 from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
 from snapmatch.settings import get_settings
@@ -70,13 +70,7 @@ def _abandoned(table, rows, job_id, fail) -> tuple[list, int]:  # type: ignore[n
             fail(row.id)
             given_up += 1
             continue
-        with db.transaction() as conn:
-            won = conn.execute(
-                update(table)
-                .where(table.c.id == row.id, table.c.enqueue_count == row.enqueue_count)
-                .values(enqueue_count=row.enqueue_count + 1, updated_at=db.utcnow())
-            ).rowcount
-        if won:
+        if claim_next_generation(table, row.id, row.enqueue_count):
             claimed.append(row)
     return claimed, given_up
 
@@ -127,3 +121,14 @@ def sweep() -> dict[str, int]:
     if any(result.values()):
         log.warning("sweeper: %s", result)
     return result
+
+
+def delete_provider_faces(event_id: int, face_ids: list[str]) -> int:
+    """Delete faces from the event's provider collection (a selfie deleted or replaced)."""
+    from jobs.runtime import get_runtime
+    from snapmatch.faces import CollectionFaceEngine
+
+    engine = get_runtime().engine
+    if not isinstance(engine, CollectionFaceEngine):
+        return 0
+    return len(engine.delete_faces(event_id, face_ids))

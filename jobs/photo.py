@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
-from jobs.runtime import current_worker_name, get_runtime
-from snapmatch.pipeline import mark_photo_failed, process_photo
+import logging
+
+from jobs.queues import schedule_photo
+from jobs.runtime import current_job_generation, current_worker_name, get_runtime
+from snapmatch.errors import RetryLater
+from snapmatch.pipeline import claim_next_generation, mark_photo_failed, process_photo
+from snapmatch.schema import PhotoStatus, photos
+
+log = logging.getLogger(__name__)
 
 
 def process_photo_job(photo_id: int) -> str:
     rt = get_runtime()
-    return process_photo(
-        photo_id,
-        engine=rt.engine,
-        storage=rt.storage,
-        settings=rt.settings,
-        redis=rt.redis,
-        worker_name=current_worker_name(),
-    ).value
+    try:
+        return process_photo(
+            photo_id,
+            engine=rt.engine,
+            storage=rt.storage,
+            settings=rt.settings,
+            redis=rt.redis,
+            worker_name=current_worker_name(),
+        ).value
+    except RetryLater as exc:
+        # A provider asked us to wait: free this worker and come back later as a new generation.
+        generation = current_job_generation()
+        if claim_next_generation(photos, photo_id, generation, status=PhotoStatus.QUEUED.value):
+            schedule_photo(rt.redis, photo_id, generation + 1, exc.delay)
+        log.info("photo %s rescheduled in %.1f s: %s", photo_id, exc.delay, exc.message)
+        return "rescheduled"
 
 
 def on_photo_job_failure(job, connection, exc_type, exc_value, _traceback) -> None:  # type: ignore[no-untyped-def]
     """Called by RQ after every failed attempt; only the last one marks the photo failed."""
     if job.retries_left:
         return
-    photo_id = job.args[0]
     mark_photo_failed(
-        photo_id,
+        job.args[0],
         "processing_error",
         f"Processing failed on every attempt; last error: {exc_type.__name__ if exc_type else 'error'}: {exc_value}",
         get_runtime().redis,

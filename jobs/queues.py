@@ -6,6 +6,7 @@ which job should exist; the sweeper bumps the generation when it re-enqueues.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 
 from redis import Redis
@@ -27,6 +28,7 @@ WORKER_QUEUES = [QueueName.SELFIES, QueueName.MAINTENANCE, QueueName.PHOTOS]
 # 3 attempts in all, with growing backoff; permanent errors never raise, so they are not retried.
 PHOTO_RETRY = Retry(max=2, interval=[10, 60])
 SELFIE_RETRY = Retry(max=2, interval=[2, 10])
+PROCESS_SELFIE = "jobs.selfie.process_selfie_job"
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -47,41 +49,64 @@ def photo_queue_length(connection: Redis) -> int:
     return get_queue(QueueName.PHOTOS, connection).count
 
 
+def _photo_job_options(photo_id: int, generation: int) -> dict:
+    return {
+        "job_id": photo_job_id(photo_id, generation),
+        "timeout": get_settings().PHOTO_JOB_TIMEOUT,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "retry": PHOTO_RETRY,
+        "on_failure": Callback("jobs.photo.on_photo_job_failure"),
+        "description": f"photo {photo_id}",
+    }
+
+
+def _selfie_job_options(selfie_id: int, generation: int) -> dict:
+    return {
+        "job_id": selfie_job_id(selfie_id, generation),
+        "job_timeout": 120,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "retry": SELFIE_RETRY,
+        "on_failure": Callback("jobs.selfie.on_selfie_job_failure"),
+        "description": f"selfie {selfie_id}",
+    }
+
+
 def enqueue_photos(connection: Redis, photos: list[tuple[int, int]]) -> list[str]:
     """Enqueue (photo_id, generation) pairs in one round trip; returns the job ids."""
     queue = get_queue(QueueName.PHOTOS, connection)
-    timeout = get_settings().PHOTO_JOB_TIMEOUT
     jobs = queue.enqueue_many(
         [
-            Queue.prepare_data(
-                "jobs.photo.process_photo_job",
-                args=(photo_id,),
-                job_id=photo_job_id(photo_id, generation),
-                timeout=timeout,
-                result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL,
-                retry=PHOTO_RETRY,
-                on_failure=Callback("jobs.photo.on_photo_job_failure"),
-                description=f"photo {photo_id}",
-            )
-            for photo_id, generation in photos
+            Queue.prepare_data("jobs.photo.process_photo_job", args=(photo_id,), **_photo_job_options(photo_id, gen))
+            for photo_id, gen in photos
         ]
     )
     return [job.id for job in jobs]
 
 
-def enqueue_selfie(connection: Redis, selfie_id: int, image_key: str, generation: int) -> str:
+def enqueue_selfie(connection: Redis, selfie_id: int, image_key: str, generation: int, delay: float = 0) -> str:
     queue = get_queue(QueueName.SELFIES, connection)
-    job = queue.enqueue(
-        "jobs.selfie.process_selfie_job",
-        selfie_id,
-        image_key,
-        job_id=selfie_job_id(selfie_id, generation),
-        job_timeout=120,
+    options = _selfie_job_options(selfie_id, generation)
+    if delay > 0:
+        return queue.enqueue_in(timedelta(seconds=delay), PROCESS_SELFIE, selfie_id, image_key, **options).id
+    return queue.enqueue(PROCESS_SELFIE, selfie_id, image_key, **options).id
+
+
+def schedule_photo(connection: Redis, photo_id: int, generation: int, delay: float) -> str:
+    """Run the photo again after ``delay`` s as a new job: no worker waits, no retry is used."""
+    options = _photo_job_options(photo_id, generation)
+    options["job_timeout"] = options.pop("timeout")
+    queue = get_queue(QueueName.PHOTOS, connection)
+    return queue.enqueue_in(timedelta(seconds=delay), "jobs.photo.process_photo_job", photo_id, **options).id
+
+
+def enqueue_provider_face_deletion(connection: Redis, event_id: int, face_ids: list[str]) -> None:
+    get_queue(QueueName.MAINTENANCE, connection).enqueue(
+        "jobs.maintenance.delete_provider_faces",
+        event_id,
+        face_ids,
+        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
-        retry=SELFIE_RETRY,
-        on_failure=Callback("jobs.selfie.on_selfie_job_failure"),
-        description=f"selfie {selfie_id}",
     )
-    return job.id

@@ -48,3 +48,9 @@ def get_runtime() -> Runtime:
 def current_worker_name() -> str | None:
     job = get_current_job()
     return job.worker_name if job is not None else None
+
+
+def current_job_generation() -> int:
+    """The generation encoded in this job's id (``photo-<id>-<generation>``)."""
+    job = get_current_job()
+    return int(job.id.rsplit("-", 1)[1]) if job is not None else 0

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from jobs.runtime import current_worker_name, get_runtime
-from snapmatch.pipeline import mark_selfie_failed, process_selfie
+import logging
+
+from jobs.queues import enqueue_selfie
+from jobs.runtime import current_job_generation, current_worker_name, get_runtime
+from snapmatch.errors import RetryLater
+from snapmatch.pipeline import claim_next_generation, mark_selfie_failed, process_selfie
+from snapmatch.schema import selfies
+
+log = logging.getLogger(__name__)
 
 
 def process_selfie_job(selfie_id: int, image_key: str) -> str:
     rt = get_runtime()
-    return process_selfie(
-        selfie_id,
-        image_key=image_key,
-        engine=rt.engine,
-        storage=rt.storage,
-        settings=rt.settings,
-        redis=rt.redis,
-        worker_name=current_worker_name(),
-    ).value
+    try:
+        return process_selfie(
+            selfie_id,
+            image_key=image_key,
+            engine=rt.engine,
+            storage=rt.storage,
+            settings=rt.settings,
+            redis=rt.redis,
+            worker_name=current_worker_name(),
+        ).value
+    except RetryLater as exc:
+        generation = current_job_generation()
+        if claim_next_generation(selfies, selfie_id, generation):
+            enqueue_selfie(rt.redis, selfie_id, image_key, generation + 1, delay=exc.delay)
+        log.info("selfie %s rescheduled in %.1f s: %s", selfie_id, exc.delay, exc.message)
+        return "rescheduled"
 
 
 def on_selfie_job_failure(job, connection, exc_type, exc_value, _traceback) -> None:  # type: ignore[no-untyped-def]

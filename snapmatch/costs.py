@@ -10,11 +10,11 @@ from typing import Any
 
 from redis import Redis
 
-from snapmatch.errors import SnapmatchError
+from snapmatch.errors import QuotaExceeded
 from snapmatch.settings import Settings, get_settings
 
 
-class BudgetExceeded(SnapmatchError):
+class BudgetExceeded(QuotaExceeded):
     """The event has spent its ``EVENT_BUDGET_USD``: paid calls stop, the photo waits with this status."""
 
     code = "budget_exceeded"

@@ -59,3 +59,23 @@ class QueueFull(SnapmatchError):
     def __init__(self, message: str, retry_after: int = 30) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(SnapmatchError):
+    """A paid provider's budget (time or money) ran out: the photo waits with this status, not a hang."""
+
+    code = "quota_exceeded"
+    status = 503
+
+
+class RetryLater(SnapmatchError):
+    """The next provider attempt cannot start for ``delay`` seconds: reschedule the job instead of
+    holding a worker. Not a failure: rescheduling must not consume one of the job's retries."""
+
+    code = "retry_later"
+    status = 503
+
+    def __init__(self, delay: float, reason: str = "rate", provider: str = "provider") -> None:
+        super().__init__(f"{provider}: {reason}, retry in {delay:.2f} s")
+        self.delay = delay
+        self.reason = reason

@@ -2,6 +2,8 @@
 
 Each write runs in one transaction that first bumps ``events.match_version``: that row lock
 serialises matching per event, so a photo and a selfie finishing together never miss each other.
+Local faces are matched here with numpy; a collection engine (Rekognition) searches itself and
+hands over its hits, which are written under the same lock and rules.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, insert, select, update
 
 from snapmatch import db
+from snapmatch.errors import SnapmatchError
 from snapmatch.faces import DetectedFace, embedding_from_bytes, embedding_to_bytes, match_distances
 from snapmatch.schema import PhotoStatus, SelfieStatus, events, faces, matches, photos, selfies
 
@@ -22,8 +25,57 @@ class MatchResult:
     matched_user_ids: list[int]
 
 
+@dataclass(frozen=True)
+class ProviderHit:
+    """A collection engine's search result, by the provider's face ids."""
+
+    selfie_id: int | None  # for a photo face: the selfie whose face matched
+    photo_id: int | None  # for a selfie: the photo whose face matched
+    provider_face_id: str  # the matched face in the collection
+    distance: float  # 1 - similarity, so smaller is closer as for local descriptors
+
+
+class PhotosInFlight(SnapmatchError):
+    """The selfie matched faces of photos whose rows are not written yet: match again shortly."""
+
+    code = "photos_in_flight"
+    status = 409
+
+
 def _lock_event(conn: Connection, event_id: int) -> None:
     conn.execute(update(events).where(events.c.id == event_id).values(match_version=events.c.match_version + 1))
+
+
+def _vector_matches(
+    conn: Connection, event_id: int, detected: list[DetectedFace], face_ids: list[int], threshold: float
+):  # type: ignore[no-untyped-def]
+    ready = conn.execute(
+        select(selfies.c.id, selfies.c.embedding).where(
+            selfies.c.event_id == event_id, selfies.c.status == SelfieStatus.READY.value
+        )
+    ).all()
+    if not ready or not detected:
+        return
+    gallery = np.stack([f.embedding for f in detected]).astype(np.float32)
+    for selfie in ready:
+        distances = match_distances(embedding_from_bytes(selfie.embedding), gallery)
+        for index in np.flatnonzero(distances <= threshold):
+            yield selfie.id, face_ids[int(index)], float(distances[index])
+
+
+def _provider_matches(conn: Connection, event_id: int, hits: dict[int, list[ProviderHit]], face_ids: list[int]):  # type: ignore[no-untyped-def]
+    # Only hits on a selfie's *current* face count: a replaced selfie's old face may still be searchable.
+    current = dict(
+        conn.execute(
+            select(selfies.c.provider_face_id, selfies.c.id).where(
+                selfies.c.event_id == event_id, selfies.c.provider_face_id.is_not(None)
+            )
+        ).all()
+    )
+    for index, face_hits in hits.items():
+        for hit in face_hits:
+            if current.get(hit.provider_face_id) == hit.selfie_id:
+                yield hit.selfie_id, face_ids[index], hit.distance
 
 
 def write_photo_faces(
@@ -33,8 +85,14 @@ def write_photo_faces(
     detected: list[DetectedFace],
     threshold: float,
     photo_values: dict[str, object],
+    provider_face_ids: list[str] | None = None,
+    provider_hits: dict[int, list[ProviderHit]] | None = None,
 ) -> MatchResult:
-    """Replace the photo's faces, match them against the event's ready selfies, mark the photo done."""
+    """Replace the photo's faces, match them against the event's selfies, mark the photo done.
+
+    Without ``provider_hits`` faces are matched by descriptor distance against ready selfies;
+    with them (face index -> hits) the collection engine's search results are written.
+    """
     with db.transaction() as conn:
         _lock_event(conn, event_id)
         conn.execute(delete(matches).where(matches.c.photo_id == photo_id))
@@ -53,34 +111,28 @@ def write_photo_faces(
                         height=face.height,
                         score=face.score,
                         embedding=embedding_to_bytes(face.embedding),
+                        provider_face_id=provider_face_ids[index] if provider_face_ids else None,
                     )
                 ).inserted_primary_key[0]
             )
-        matched_users: set[int] = set()
-        if detected:
-            ready = conn.execute(
-                select(selfies.c.id, selfies.c.user_id, selfies.c.embedding).where(
-                    selfies.c.event_id == event_id, selfies.c.status == SelfieStatus.READY.value
-                )
-            ).all()
-            rows = []
-            if ready:
-                gallery = np.stack([f.embedding for f in detected]).astype(np.float32)
-                for selfie in ready:
-                    distances = match_distances(embedding_from_bytes(selfie.embedding), gallery)
-                    for index in np.flatnonzero(distances <= threshold):
-                        rows.append(
-                            {
-                                "selfie_id": selfie.id,
-                                "face_id": face_ids[int(index)],
-                                "photo_id": photo_id,
-                                "event_id": event_id,
-                                "distance": float(distances[index]),
-                            }
-                        )
-                        matched_users.add(selfie.user_id)
-            if rows:
-                conn.execute(insert(matches), rows)
+        found = (
+            _vector_matches(conn, event_id, detected, face_ids, threshold)
+            if provider_hits is None
+            else _provider_matches(conn, event_id, provider_hits, face_ids)
+        )
+        rows = [
+            {"selfie_id": s, "face_id": f, "photo_id": photo_id, "event_id": event_id, "distance": d}
+            for s, f, d in found
+        ]
+        if rows:
+            conn.execute(insert(matches), rows)
+        matched_users = (
+            conn.execute(select(selfies.c.user_id).where(selfies.c.id.in_({r["selfie_id"] for r in rows})))
+            .scalars()
+            .all()
+            if rows
+            else []
+        )
         conn.execute(
             update(photos)
             .where(photos.c.id == photo_id)
@@ -94,43 +146,74 @@ def write_photo_faces(
                 **photo_values,
             )
         )
-    return MatchResult(face_ids=face_ids, matched_user_ids=sorted(matched_users))
+    return MatchResult(face_ids=face_ids, matched_user_ids=sorted(set(matched_users)))
 
 
-def write_selfie_embedding(*, selfie_id: int, event_id: int, embedding: np.ndarray, threshold: float) -> int:
-    """Store the selfie's descriptor, match it against every face of the event; returns match count."""
-    probe = np.asarray(embedding, dtype=np.float32)
+def write_selfie_matches(
+    *,
+    selfie_id: int,
+    event_id: int,
+    image_key: str,
+    threshold: float,
+    embedding: np.ndarray | None = None,
+    provider_face_id: str | None = None,
+    provider_hits: list[ProviderHit] | None = None,
+) -> int | None:
+    """Mark the selfie ready and (re)write its matches against every face of the event.
+
+    Local: ``embedding`` is compared with every stored descriptor. Collection engine: ``provider_hits``
+    (photo faces by provider id) are mapped to face rows; a hit on a photo still being written
+    raises ``PhotosInFlight`` so the job matches again once that photo is committed.
+    Returns the number of matches, or None when the selfie was replaced meanwhile.
+    """
     with db.transaction() as conn:
         _lock_event(conn, event_id)
+        current = conn.execute(select(selfies.c.image_key).where(selfies.c.id == selfie_id)).scalar()
+        if current != image_key:
+            return None
         conn.execute(delete(matches).where(matches.c.selfie_id == selfie_id))
-        gallery_rows = conn.execute(
-            select(faces.c.id, faces.c.photo_id, faces.c.embedding).where(faces.c.event_id == event_id)
-        ).all()
         rows = []
-        if gallery_rows:
-            gallery = np.frombuffer(b"".join(r.embedding for r in gallery_rows), dtype=np.float32).reshape(
-                len(gallery_rows), -1
-            )
-            distances = match_distances(probe, gallery)
-            for index in np.flatnonzero(distances <= threshold):
-                face = gallery_rows[int(index)]
-                rows.append(
-                    {
-                        "selfie_id": selfie_id,
-                        "face_id": face.id,
-                        "photo_id": face.photo_id,
-                        "event_id": event_id,
-                        "distance": float(distances[index]),
-                    }
+        if embedding is not None:
+            probe = np.asarray(embedding, dtype=np.float32)
+            gallery_rows = conn.execute(
+                select(faces.c.id, faces.c.photo_id, faces.c.embedding).where(
+                    faces.c.event_id == event_id, faces.c.provider_face_id.is_(None)
                 )
+            ).all()
+            if gallery_rows:
+                gallery = np.frombuffer(b"".join(r.embedding for r in gallery_rows), dtype=np.float32).reshape(
+                    len(gallery_rows), -1
+                )
+                distances = match_distances(probe, gallery)
+                for index in np.flatnonzero(distances <= threshold):
+                    face = gallery_rows[int(index)]
+                    rows.append((face.id, face.photo_id, float(distances[index])))
+        for hit in provider_hits or []:
+            face = conn.execute(
+                select(faces.c.id, faces.c.photo_id).where(faces.c.provider_face_id == hit.provider_face_id)
+            ).first()
+            if face is not None:
+                rows.append((face.id, face.photo_id, hit.distance))
+                continue
+            status = conn.execute(select(photos.c.status).where(photos.c.id == hit.photo_id)).scalar()
+            if status in (PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value):
+                raise PhotosInFlight(f"photo {hit.photo_id} is being written; matching again shortly")
+            # otherwise an orphan face (a crash between indexing and commit): ignore it
         if rows:
-            conn.execute(insert(matches), rows)
+            conn.execute(
+                insert(matches),
+                [
+                    {"selfie_id": selfie_id, "face_id": f, "photo_id": p, "event_id": event_id, "distance": d}
+                    for f, p, d in rows
+                ],
+            )
         conn.execute(
             update(selfies)
             .where(selfies.c.id == selfie_id)
             .values(
                 status=SelfieStatus.READY.value,
-                embedding=embedding_to_bytes(probe),
+                embedding=embedding_to_bytes(embedding) if embedding is not None else None,
+                provider_face_id=provider_face_id,
                 error_code=None,
                 error_message=None,
                 updated_at=db.utcnow(),

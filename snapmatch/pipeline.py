@@ -11,14 +11,15 @@ from enum import StrEnum
 
 from redis import Redis
 from sqlalchemy import func, select, update
+from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db, imaging, progress
 from snapmatch.cache import invalidate_my_photos
-from snapmatch.errors import PermanentImageError
-from snapmatch.faces import FaceEngine
-from snapmatch.matching import write_photo_faces, write_selfie_embedding
+from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater
+from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
+from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
 from snapmatch.progress import Stage
-from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
+from snapmatch.schema import PhotoStatus, SelfieStatus, faces, photos, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
@@ -39,14 +40,29 @@ def derived_key(original_key: str, kind: str) -> str:
     return f"{head}/{kind}/{rest.rsplit('.', 1)[0]}.jpg"
 
 
-def mark_photo_failed(photo_id: int, code: str, message: str, redis: Redis | None = None) -> None:
+def claim_next_generation(table, row_id: int, generation: int, **values: object) -> bool:  # type: ignore[no-untyped-def]
+    """Move a photo or selfie to its next job generation if it is still at ``generation``
+    (compare-and-set, so two sweepers or a sweeper and a rescheduling job never both enqueue)."""
+    with db.transaction() as conn:
+        return bool(
+            conn.execute(
+                update(table)
+                .where(table.c.id == row_id, table.c.enqueue_count == generation)
+                .values(enqueue_count=generation + 1, updated_at=db.utcnow(), **values)
+            ).rowcount
+        )
+
+
+def mark_photo_failed(
+    photo_id: int, code: str, message: str, redis: Redis | None = None, status: PhotoStatus = PhotoStatus.FAILED
+) -> None:
     with db.transaction() as conn:
         row = conn.execute(select(photos.c.batch_id).where(photos.c.id == photo_id)).first()
         conn.execute(
             update(photos)
             .where(photos.c.id == photo_id, photos.c.status != PhotoStatus.DONE.value)
             .values(
-                status=PhotoStatus.FAILED.value,
+                status=status.value,
                 error_code=code,
                 error_message=message,
                 finished_at=db.utcnow(),
@@ -71,6 +87,73 @@ def publish_batch_done_if_finished(redis: Redis, batch_id: str | None) -> None:
         progress.publish(redis, batch_id, Stage.BATCH_DONE, None, counts=counts)
 
 
+def _scale_boxes(detected: list[DetectedFace], scale: float) -> list[DetectedFace]:
+    """Boxes found on a reduced decode, back in the original's pixels."""
+    if scale == 1.0:
+        return detected
+    inverse = 1.0 / scale
+    return [
+        replace(
+            f,
+            left=round(f.left * inverse),
+            top=round(f.top * inverse),
+            width=round(f.width * inverse),
+            height=round(f.height * inverse),
+        )
+        for f in detected
+    ]
+
+
+def _index_in_collection(engine: CollectionFaceEngine, row, prepared, settings: Settings, photo_values):  # type: ignore[no-untyped-def]
+    """Collection engine: replace the photo's faces in the provider's collection, search each new face
+    for selfies (only when the event has any), then write under the event lock like local faces."""
+    deadline = engine.deadline_from(row.first_started_at or db.utcnow())
+    with db.connection() as conn:
+        stale = (
+            conn.execute(
+                select(faces.c.provider_face_id).where(
+                    faces.c.photo_id == row.id, faces.c.provider_face_id.is_not(None)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if stale:  # a re-run: the provider must not keep two copies of this photo's faces
+        engine.delete_faces(row.event_id, stale, deadline=deadline)
+    indexed = engine.index_photo(row.event_id, row.id, prepared.rgb, deadline=deadline)
+    with db.connection() as conn:
+        # Selfies with a provider face, ready or not yet: a selfie that indexed before this search is
+        # found here; one that indexes later finds this photo itself (see write_selfie_matches).
+        any_selfie = conn.execute(
+            select(selfies.c.id)
+            .where(selfies.c.event_id == row.event_id, selfies.c.provider_face_id.is_not(None))
+            .limit(1)
+        ).first()
+    found = (
+        engine.match_photo_faces(row.event_id, [f.face_id for f in indexed], deadline=deadline) if any_selfie else {}
+    )
+    hits = {
+        index: [
+            ProviderHit(
+                selfie_id=h.selfie_id, photo_id=None, provider_face_id=h.face_id, distance=1 - h.similarity / 100
+            )
+            for h in found.get(face.face_id, [])
+        ]
+        for index, face in enumerate(indexed)
+    }
+    detected = [f.to_detected_face(prepared.width, prepared.height) for f in indexed]
+    result = write_photo_faces(
+        photo_id=row.id,
+        event_id=row.event_id,
+        detected=detected,
+        threshold=settings.FACE_MATCH_THRESHOLD,
+        photo_values=photo_values,
+        provider_face_ids=[f.face_id for f in indexed],
+        provider_hits=hits,
+    )
+    return result, detected
+
+
 def process_photo(
     photo_id: int,
     *,
@@ -85,7 +168,7 @@ def process_photo(
         row = conn.execute(select(photos).where(photos.c.id == photo_id)).first()
         if row is None:
             return Outcome.GONE
-        if row.status in (PhotoStatus.DONE.value, PhotoStatus.FAILED.value):
+        if row.status in (PhotoStatus.DONE.value, PhotoStatus.FAILED.value, PhotoStatus.QUOTA_EXCEEDED.value):
             return Outcome.ALREADY_DONE
         conn.execute(
             update(photos)
@@ -95,6 +178,7 @@ def process_photo(
                 attempts=photos.c.attempts + 1,
                 worker_name=worker_name,
                 started_at=db.utcnow(),
+                first_started_at=coalesce(photos.c.first_started_at, db.utcnow()),
                 updated_at=db.utcnow(),
             )
         )
@@ -108,31 +192,27 @@ def process_photo(
     working_key = derived_key(row.original_key, "work")
     storage.put(thumbnail_key, prepared.thumbnail_jpeg, "image/jpeg")
     storage.put(working_key, prepared.working_jpeg, "image/jpeg")
-    detected = engine.detect(prepared.rgb)
-    if prepared.scale != 1.0:
-        inverse = 1.0 / prepared.scale
-        detected = [
-            replace(
-                f,
-                left=round(f.left * inverse),
-                top=round(f.top * inverse),
-                width=round(f.width * inverse),
-                height=round(f.height * inverse),
+    photo_values = {
+        "thumbnail_key": thumbnail_key,
+        "working_key": working_key,
+        "sharpness": prepared.sharpness,
+        "exposure": prepared.exposure,
+    }
+    try:
+        if isinstance(engine, CollectionFaceEngine):
+            result, detected = _index_in_collection(engine, row, prepared, settings, photo_values)
+        else:
+            detected = _scale_boxes(engine.detect(prepared.rgb), prepared.scale)
+            result = write_photo_faces(
+                photo_id=photo_id,
+                event_id=row.event_id,
+                detected=detected,
+                threshold=settings.FACE_MATCH_THRESHOLD,
+                photo_values=photo_values,
             )
-            for f in detected
-        ]
-    result = write_photo_faces(
-        photo_id=photo_id,
-        event_id=row.event_id,
-        detected=detected,
-        threshold=settings.FACE_MATCH_THRESHOLD,
-        photo_values={
-            "thumbnail_key": thumbnail_key,
-            "working_key": working_key,
-            "sharpness": prepared.sharpness,
-            "exposure": prepared.exposure,
-        },
-    )
+    except QuotaExceeded as exc:
+        mark_photo_failed(photo_id, exc.code, exc.message, redis, status=PhotoStatus.QUOTA_EXCEEDED)
+        return Outcome.FAILED
     invalidate_my_photos(redis, row.event_id, result.matched_user_ids)
     progress.publish(redis, row.batch_id, Stage.FACES_INDEXED, photo_id, faces=len(detected))
     progress.publish(redis, row.batch_id, Stage.DONE, photo_id, faces=len(detected))
@@ -178,8 +258,27 @@ def process_selfie(
     except PermanentImageError as exc:
         mark_selfie_failed(selfie_id, exc.code, exc.message)
         return Outcome.FAILED
-    face = engine.detect_selfie(prepared.rgb)
-    if face is None:
+    try:
+        if isinstance(engine, CollectionFaceEngine):
+            outcome = _match_selfie_in_collection(engine, row, prepared, settings)
+        else:
+            face = engine.detect_selfie(prepared.rgb)
+            outcome = Outcome.NO_FACE
+            if face is not None:
+                write_selfie_matches(
+                    selfie_id=selfie_id,
+                    event_id=row.event_id,
+                    image_key=image_key,
+                    threshold=settings.FACE_MATCH_THRESHOLD,
+                    embedding=face.embedding,
+                )
+                outcome = Outcome.DONE
+    except QuotaExceeded as exc:
+        mark_selfie_failed(selfie_id, exc.code, exc.message)
+        outcome = Outcome.FAILED
+    except PhotosInFlight as exc:
+        raise RetryLater(2.0, "photos in flight") from exc
+    if outcome is Outcome.NO_FACE:
         with db.transaction() as conn:
             conn.execute(
                 update(selfies)
@@ -191,13 +290,36 @@ def process_selfie(
                     updated_at=db.utcnow(),
                 )
             )
-        invalidate_my_photos(redis, row.event_id, [row.user_id])
-        return Outcome.NO_FACE
-    write_selfie_embedding(
-        selfie_id=selfie_id,
-        event_id=row.event_id,
-        embedding=face.embedding,
-        threshold=settings.FACE_MATCH_THRESHOLD,
-    )
     invalidate_my_photos(redis, row.event_id, [row.user_id])
-    return Outcome.DONE
+    return outcome
+
+
+def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, settings: Settings) -> Outcome:  # type: ignore[no-untyped-def]
+    """Collection engine: index the selfie (once per upload), record its provider face id at once so
+    photos indexed from now on search for it, then search the collection for its photos."""
+    deadline = engine.deadline_from(None)
+    face_id = row.provider_face_id
+    if face_id is None:
+        face = engine.index_selfie(row.event_id, row.id, prepared.rgb, deadline=deadline)
+        if face is None:
+            return Outcome.NO_FACE
+        face_id = face.face_id
+        with db.transaction() as conn:
+            conn.execute(
+                update(selfies)
+                .where(selfies.c.id == row.id, selfies.c.image_key == row.image_key)
+                .values(provider_face_id=face_id, updated_at=db.utcnow())
+            )
+    hits = [
+        ProviderHit(selfie_id=None, photo_id=h.photo_id, provider_face_id=h.face_id, distance=1 - h.similarity / 100)
+        for h in engine.match_selfie(row.event_id, face_id, deadline=deadline)
+    ]
+    written = write_selfie_matches(
+        selfie_id=row.id,
+        event_id=row.event_id,
+        image_key=row.image_key,
+        threshold=settings.FACE_MATCH_THRESHOLD,
+        provider_face_id=face_id,
+        provider_hits=hits,
+    )
+    return Outcome.GONE if written is None else Outcome.DONE

@@ -47,6 +47,8 @@ class PhotoStatus(StrEnum):
     PROCESSING = "processing"
     DONE = "done"
     FAILED = "failed"
+    # A paid provider's time budget or the event's spending cap ran out: the photo waits, with a reason.
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class SelfieStatus(StrEnum):
@@ -132,6 +134,8 @@ photos = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
+    # Set once, by the first attempt: the start of the photo's provider time budget across reschedules.
+    Column("first_started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint("event_id", "sha256", name="uq_photos_event_sha256"),
     Index("ix_photos_event_status", "event_id", "status"),
@@ -150,7 +154,10 @@ faces = Table(
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("score", Float, nullable=False),
+    # Local engine: the 128-d descriptor. Collection engines (Rekognition) keep vectors themselves:
+    # empty here, and provider_face_id names the face in the provider's collection.
     Column("embedding", LargeBinary, nullable=False),
+    Column("provider_face_id", String(64), index=True),
     UniqueConstraint("photo_id", "face_index", name="uq_faces_photo_index"),
 )
 
@@ -163,6 +170,7 @@ selfies = Table(
     Column("image_key", String(255), nullable=False),
     Column("status", String(20), nullable=False),
     Column("embedding", LargeBinary),
+    Column("provider_face_id", String(64)),
     Column("error_code", String(64)),
     Column("error_message", Text),
     Column("worker_name", String(120)),

@@ -22,6 +22,8 @@ class SelfieUpload:
     selfie_id: int
     image_key: str
     generation: int
+    # The replaced selfie's face in a provider collection, to delete there (None with the local engine).
+    stale_provider_face_id: str | None = None
 
 
 def put_selfie(
@@ -44,7 +46,7 @@ def put_selfie(
     now = db.utcnow()
     with db.transaction() as conn:
         row = conn.execute(
-            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count).where(
+            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count, selfies.c.provider_face_id).where(
                 selfies.c.event_id == event_id, selfies.c.user_id == user.id
             )
         ).first()
@@ -69,6 +71,7 @@ def put_selfie(
                 image_key=image_key,
                 status=SelfieStatus.PROCESSING.value,
                 embedding=None,
+                provider_face_id=None,
                 error_code=None,
                 error_message=None,
                 enqueue_count=generation,
@@ -77,7 +80,7 @@ def put_selfie(
         )
     if row.image_key != image_key:
         storage.delete(row.image_key)
-    return SelfieUpload(row.id, image_key, generation)
+    return SelfieUpload(row.id, image_key, generation, row.provider_face_id)
 
 
 def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
@@ -85,8 +88,10 @@ def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
         return conn.execute(select(selfies).where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)).first()
 
 
-def delete_selfie(user: User, event_id: int, *, storage: Storage) -> None:
-    """Forget the attendee's face: the selfie image, its descriptor and every match."""
+def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
+    """Forget the attendee's face: the selfie image, its descriptor and every match.
+
+    Returns the face id to delete from a provider collection, if the engine keeps one."""
     row = get_selfie(user, event_id)
     if row is None:
         raise NotFound("You have no selfie in this event.", code="selfie_not_found")
@@ -94,6 +99,7 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> None:
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
     storage.delete(row.image_key)
+    return row.provider_face_id
 
 
 def my_photos(user: User, event_id: int) -> list[dict[str, object]]:

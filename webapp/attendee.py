@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from redis import RedisError
 from sqlalchemy import func, select
 
-from jobs.queues import enqueue_selfie
+from jobs.queues import enqueue_provider_face_deletion, enqueue_selfie
 from snapmatch import cache, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
@@ -42,6 +42,8 @@ def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     job_id = None
     try:
+        if result.stale_provider_face_id:
+            enqueue_provider_face_deletion(redis(), event_id, [result.stale_provider_face_id])
         job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
     except RedisError as exc:
         log.warning("selfie %s not enqueued, the sweeper will retry: %s", result.selfie_id, exc)
@@ -74,8 +76,10 @@ def get_selfie(event_id: int):  # type: ignore[no-untyped-def]
 def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
     events.joined_event(user, event_id)
-    selfies.delete_selfie(user, event_id, storage=storage())
+    provider_face_id = selfies.delete_selfie(user, event_id, storage=storage())
     cache.invalidate_my_photos(redis(), event_id, [user.id])
+    if provider_face_id:
+        enqueue_provider_face_deletion(redis(), event_id, [provider_face_id])
     return Response(status=204)
 
 

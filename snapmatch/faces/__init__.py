@@ -6,7 +6,7 @@ The pipeline only sees ``FaceEngine``; which engine runs (local dlib or Rekognit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,23 @@ class FaceEngine(Protocol):
     def detect_selfie(self, rgb: np.ndarray) -> DetectedFace | None:
         """The main face of a selfie (largest), or None when there is no face."""
         ...
+
+
+@runtime_checkable
+class CollectionFaceEngine(Protocol):
+    """An engine that keeps face vectors in the provider's per-event collection (Rekognition).
+
+    The pipeline indexes and searches through it instead of comparing descriptors itself.
+    """
+
+    name: str
+
+    def deadline_from(self, started: Any) -> float: ...
+    def index_photo(self, event_id: int, photo_id: int, image: Any, *, deadline: float | None = None) -> list: ...
+    def index_selfie(self, event_id: int, selfie_id: int, image: Any, *, deadline: float | None = None) -> Any: ...
+    def match_photo_faces(self, event_id: int, face_ids: Any, *, deadline: float | None = None) -> dict: ...
+    def match_selfie(self, event_id: int, selfie_face_id: str, *, deadline: float | None = None) -> list: ...
+    def delete_faces(self, event_id: int, face_ids: Any, *, deadline: float | None = None) -> list: ...
 
 
 def embedding_to_bytes(vec: np.ndarray) -> bytes:

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from redis import Redis
 
 from snapmatch.costs import CostTracker
-from snapmatch.errors import PermanentImageError, SnapmatchError
+from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.faces import DetectedFace
 from snapmatch.limiter import DenyReason, Lease, Outcome, ProviderLimiter, RateLimitExceeded, limits_for
 from snapmatch.settings import Settings
@@ -49,28 +49,6 @@ TRANSIENT_RETRIES = 2
 # Exponential backoff for a throttle that came without a retry delay: base * 2**n seconds, capped like botocore.
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 20.0
-
-
-class QuotaExceeded(SnapmatchError):
-    """The per-photo time budget (AWS_TIMEOUT_SECONDS_TOTAL) ran out while waiting for the provider."""
-
-    code = "quota_exceeded"
-    status = 503
-
-
-class RetryLater(SnapmatchError):
-    """The next attempt cannot start for ``delay`` seconds: reschedule the job instead of holding a worker.
-
-    Not a failure of the job: rescheduling it must not consume one of its retries.
-    """
-
-    code = "retry_later"
-    status = 503
-
-    def __init__(self, delay: float, reason: str = "rate") -> None:
-        super().__init__(f"{PROVIDER}: {reason}, retry in {delay:.2f} s")
-        self.delay = delay
-        self.reason = reason
 
 
 class ProviderError(SnapmatchError):
@@ -616,11 +594,11 @@ class RekognitionFaceEngine:
                     f"{PROVIDER} {operation}: no slot before the photo's time budget ends ({exc.reason}, "
                     f"next in {delay:.1f} s)"
                 ) from exc
-            raise RetryLater(delay, str(exc.reason)) from exc
+            raise RetryLater(delay, str(exc.reason), PROVIDER) from exc
 
     def _pause(self, seconds: float, deadline: float) -> None:
         if seconds > self.max_inline_wait_seconds:
-            raise RetryLater(seconds, "failure")
+            raise RetryLater(seconds, "failure", PROVIDER)
         if time.time() + seconds >= deadline:
             raise QuotaExceeded(f"{PROVIDER}: the photo's time budget ran out while the provider was failing")
         time.sleep(seconds)
