@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from sqlalchemy import func, insert, select
 
+from snapmatch import db
 from snapmatch.errors import QuotaExceeded
+from snapmatch.schema import provider_usage
 from snapmatch.settings import Settings, get_settings
 
 
@@ -59,11 +62,14 @@ def _int_map(raw: dict[bytes | str, bytes | str]) -> dict[str, int]:
 
 
 class CostTracker:
-    """Counters under ``{prefix}:costs:{provider}:...``; every method is one or two atomic Redis commands.
+    """Billable usage in the database (``provider_usage``), so a Redis flush never resets what an
+    event has spent; throttles, an operational signal only, are counted in Redis.
 
-    Keys per provider: ``calls`` (hash op -> n), ``throttles`` (hash op -> n), ``events`` (set of event ids),
-    ``event:{id}:calls`` (hash op -> n), ``event:{id}:faces`` (string: faces currently stored).
+    A row per answered billable call (operation, event, units) and per change of stored faces
+    (operation ``faces_stored``, units = +added / -deleted). Costs are units x current prices.
     """
+
+    FACES_STORED = "faces_stored"
 
     def __init__(
         self,
@@ -83,58 +89,66 @@ class CostTracker:
         budget = settings.EVENT_BUDGET_USD
         return cls(redis, settings.REDIS_PREFIX, Prices.from_settings(settings), budget if budget > 0 else None)
 
-    def _key(self, provider: str, *parts: object) -> str:
-        return ":".join([self.prefix, "costs", provider, *(str(p) for p in parts)])
+    def _throttle_key(self, provider: str) -> str:
+        return f"{self.prefix}:costs:{provider}:throttles"
 
     # -- recording ---------------------------------------------------------------------------------------
 
+    def _insert(self, provider: str, operation: str, event_id: int | str | None, units: int) -> None:
+        with db.transaction() as conn:
+            conn.execute(
+                insert(provider_usage).values(
+                    provider=provider,
+                    operation=operation,
+                    event_id=int(event_id) if event_id is not None else None,
+                    units=units,
+                    created_at=db.utcnow(),
+                )
+            )
+
     def record_call(self, provider: str, operation: str, event_id: int | str | None = None, units: int = 1) -> None:
         """Count ``units`` billable units of one answered call (throttled or failed attempts are not billed)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(self._key(provider, "calls"), operation, units)
-        if event_id is not None:
-            pipe.sadd(self._key(provider, "events"), str(event_id))
-            pipe.hincrby(self._key(provider, "event", event_id, "calls"), operation, units)
-        pipe.execute()
+        self._insert(provider, operation, event_id, units)
 
     def record_throttle(self, provider: str, operation: str) -> None:
-        self.redis.hincrby(self._key(provider, "throttles"), operation, 1)
+        self.redis.hincrby(self._throttle_key(provider), operation, 1)
 
     def record_faces_stored(self, provider: str, event_id: int | str, delta: int) -> None:
         """Faces added (+) or deleted (-) in the provider's storage, for the per-face-month estimate."""
-        if delta == 0:
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(self._key(provider, "events"), str(event_id))
-        pipe.incrby(self._key(provider, "event", event_id, "faces"), delta)
-        pipe.execute()
+        if delta:
+            self._insert(provider, self.FACES_STORED, event_id, delta)
 
     # -- reading -----------------------------------------------------------------------------------------
 
-    def event_ids(self, provider: str) -> list[str]:
-        members = self.redis.smembers(self._key(provider, "events"))
-        return sorted((m.decode() if isinstance(m, bytes) else m for m in members), key=_sort_key)
+    def _usage(self, provider: str, event_id: int | str | None = None) -> dict[tuple[int | None, str], int]:
+        """(event_id, operation) -> units, for one provider (and one event)."""
+        query = (
+            select(provider_usage.c.event_id, provider_usage.c.operation, func.sum(provider_usage.c.units))
+            .where(provider_usage.c.provider == provider)
+            .group_by(provider_usage.c.event_id, provider_usage.c.operation)
+        )
+        if event_id is not None:
+            query = query.where(provider_usage.c.event_id == int(event_id))
+        with db.connection() as conn:
+            return {(e, op): int(n) for e, op, n in conn.execute(query).all()}
 
-    def _call_cost(self, provider: str, calls: dict[str, int]) -> float:
-        return sum(n * self.prices.call_price(provider, op) for op, n in calls.items())
-
-    def event_summary(self, provider: str, event_id: int | str) -> dict[str, Any]:
-        """Calls by operation, faces stored, and cost of one event (calls plus one month of face storage)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self._key(provider, "event", event_id, "calls"))
-        pipe.get(self._key(provider, "event", event_id, "faces"))
-        raw_calls, raw_faces = pipe.execute()
-        calls = _int_map(raw_calls)
-        faces = max(0, int(raw_faces or 0))
-        calls_cost = self._call_cost(provider, calls)
+    def _summary(self, provider: str, usage: dict[str, int]) -> dict[str, Any]:
+        calls = {op: n for op, n in usage.items() if op != self.FACES_STORED}
+        faces = max(0, usage.get(self.FACES_STORED, 0))
+        calls_cost = sum(n * self.prices.call_price(provider, op) for op, n in calls.items())
         storage_month = faces * self.prices.per_stored_month.get(provider, 0.0)
         return {
             "calls": calls,
+            "calls_total": sum(calls.values()),
             "faces_stored": faces,
             "calls_cost_usd": round(calls_cost, 6),
             "storage_cost_per_month_usd": round(storage_month, 6),
             "estimated_cost_usd": round(calls_cost + storage_month, 6),
         }
+
+    def event_summary(self, provider: str, event_id: int | str) -> dict[str, Any]:
+        """Calls by operation, faces stored, and cost of one event (calls plus one month of face storage)."""
+        return self._summary(provider, {op: n for (_e, op), n in self._usage(provider, event_id).items()})
 
     def event_cost(self, provider: str, event_id: int | str) -> float:
         return float(self.event_summary(provider, event_id)["estimated_cost_usd"])
@@ -151,35 +165,27 @@ class CostTracker:
             raise BudgetExceeded(event_id, spent, self.event_budget_usd)
 
     def provider_summary(self, provider: str) -> dict[str, Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self._key(provider, "calls"))
-        pipe.hgetall(self._key(provider, "throttles"))
-        raw_calls, raw_throttles = pipe.execute()
-        calls = _int_map(raw_calls)
-        throttles = _int_map(raw_throttles)
-        events = {event_id: self.event_summary(provider, event_id) for event_id in self.event_ids(provider)}
-        calls_cost = self._call_cost(provider, calls)
-        storage_month = sum(e["storage_cost_per_month_usd"] for e in events.values())
+        usage = self._usage(provider)
+        totals: dict[str, int] = {}
+        per_event: dict[str, dict[str, int]] = {}
+        for (event_id, op), n in usage.items():
+            totals[op] = totals.get(op, 0) + n
+            if event_id is not None:
+                per_event.setdefault(str(event_id), {})[op] = n
+        throttles = _int_map(self.redis.hgetall(self._throttle_key(provider)))
         return {
-            "calls": calls,
-            "calls_total": sum(calls.values()),
+            **self._summary(provider, totals),
             "throttles": throttles,
             "throttles_total": sum(throttles.values()),
-            "faces_stored": sum(e["faces_stored"] for e in events.values()),
-            "calls_cost_usd": round(calls_cost, 6),
-            "storage_cost_per_month_usd": round(storage_month, 6),
-            "estimated_cost_usd": round(calls_cost + storage_month, 6),
             "event_budget_usd": self.event_budget_usd,
-            "events": events,
+            "events": {e: self._summary(provider, per_event[e]) for e in sorted(per_event, key=_sort_key)},
         }
 
     def providers(self) -> list[str]:
-        """Providers with any counter in Redis, plus those we have prices for."""
-        found = set(self.prices.per_call) | set(self.prices.per_stored_month)
-        for raw in self.redis.scan_iter(match=f"{self.prefix}:costs:*", count=500):
-            name = raw.decode() if isinstance(raw, bytes) else raw
-            found.add(name[len(self.prefix) + len(":costs:") :].split(":", 1)[0])
-        return sorted(found)
+        """Providers with recorded usage, plus those we have prices for."""
+        with db.connection() as conn:
+            found = set(conn.execute(select(provider_usage.c.provider).distinct()).scalars())
+        return sorted(found | set(self.prices.per_call) | set(self.prices.per_stored_month))
 
     def provider_report(self) -> dict[str, dict[str, Any]]:
         """Per provider: calls by operation, throttles, estimated cost in total and per event."""

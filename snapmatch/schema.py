@@ -193,3 +193,16 @@ matches = Table(
     UniqueConstraint("selfie_id", "face_id", name="uq_matches_selfie_face"),
     Index("ix_matches_selfie_photo", "selfie_id", "photo_id"),
 )
+
+# Billable provider usage: the database keeps what was spent, so a Redis flush cannot reset a budget.
+provider_usage = Table(
+    "provider_usage",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("event_id", Id, index=True),
+    Column("units", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_provider_usage_provider_event", "provider", "event_id"),
+)

@@ -53,7 +53,21 @@ def redis() -> Iterator[redis_lib.Redis]:
 
 
 @pytest.fixture
-def aws_env(fake: RekognitionFake, monkeypatch: pytest.MonkeyPatch) -> RekognitionFake:
+def ledger_db(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """A migrated SQLite database for the cost ledger the engine writes billable calls to."""
+    from snapmatch import db, settings
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/ledger.db")
+    settings.get_settings.cache_clear()
+    db.dispose_all()
+    db.migrate()
+    yield
+    db.dispose_all()
+    settings.get_settings.cache_clear()
+
+
+@pytest.fixture
+def aws_env(fake: RekognitionFake, ledger_db: None, monkeypatch: pytest.MonkeyPatch) -> RekognitionFake:
     """The standard AWS environment pointing at the fake; nothing from the machine's own AWS setup leaks in."""
     fake.configure(
         throttle_rate=0.0,

@@ -21,6 +21,15 @@ RATE, CONCURRENCY = 5, 2
 
 
 @pytest.fixture
+def database_url(postgres_url):  # type: ignore[no-untyped-def]
+    """PostgreSQL only (the production path): this minute-long run is not repeated on SQLite."""
+    from tests.conftest import _reset_postgres
+
+    _reset_postgres(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
 def fake():  # type: ignore[no-untyped-def]
     with RekognitionFake(throttle_rate=0.3, throttle_code="mixed", latency=0.02, seed=7) as server:
         yield server

@@ -1,20 +1,20 @@
-"""Unit tests for the provider cost counters (fakeredis): calls per operation and event, prices, the budget.
+"""Provider usage and costs (database ledger, throttles in Redis): calls per operation and event, prices, the budget.
 
 What an operator reads on the admin page, and when paid calls must stop.
 """
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
+import redis as redis_lib
 
 from snapmatch.costs import BudgetExceeded, CostTracker, Prices
 from snapmatch.settings import Settings
 
 
 @pytest.fixture
-def redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
+def redis(env, redis_url) -> redis_lib.Redis:  # type: ignore[no-untyped-def]
+    return redis_lib.Redis.from_url(redis_url)
 
 
 @pytest.fixture
@@ -101,14 +101,17 @@ def test_the_budget_stops_paid_calls_of_that_event_only(redis, monkeypatch) -> N
     assert tracker.provider_report()["rekognition"]["event_budget_usd"] == pytest.approx(0.0025)
 
 
-def test_prefixes_keep_deployments_apart(redis) -> None:
-    one = CostTracker(redis, prefix="one", prices=Prices.from_settings(Settings()))
-    two = CostTracker(redis, prefix="two", prices=Prices.from_settings(Settings()))
+def test_spending_survives_a_redis_flush(redis) -> None:  # type: ignore[no-untyped-def]
+    tracker = CostTracker(redis, prefix="t", prices=Prices.from_settings(Settings()), event_budget_usd=0.0015)
+    tracker.record_call("rekognition", "IndexFaces", 1)
+    tracker.record_call("rekognition", "SearchFaces", 1)
+    tracker.record_throttle("rekognition", "SearchFaces")
+    redis.flushdb()
 
-    one.record_call("rekognition", "IndexFaces", 1)
-
-    assert two.provider_report()["rekognition"]["calls_total"] == 0
-    assert one.provider_report()["rekognition"]["calls_total"] == 1
+    report = tracker.provider_report()["rekognition"]
+    assert report["calls_total"] == 2 and report["throttles_total"] == 0
+    with pytest.raises(BudgetExceeded):
+        tracker.check_budget(1)
 
 
 def test_other_providers_appear_once_they_have_counters(tracker: CostTracker) -> None:
