@@ -103,8 +103,12 @@ def is_sqlite(conn: Connection) -> bool:
 
 def migrate(url: str | None = None, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with Alembic (idempotent)."""
+    import logging
+
     from alembic import command
     from alembic.config import Config
+
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin is noise
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
