@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from snapmatch import db
 from snapmatch.errors import Conflict, InvalidUpload, SnapmatchError
-from snapmatch.imaging import ImageType, inspect_upload
+from snapmatch.imaging import ImageHeader, ImageType, inspect_upload
 from snapmatch.schema import PhotoStatus, batches, photos
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
@@ -92,6 +92,17 @@ def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:
     return SpooledFile(path=path, size=size, sha256=digest.hexdigest(), head=head, tail=tail, too_large=too_large)
 
 
+def check_spooled(spooled: SpooledFile, settings: Settings) -> ImageHeader:
+    """Header-only checks of a spooled upload against the configured limits."""
+    return inspect_upload(
+        spooled.head,
+        spooled.tail,
+        spooled.size,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.MAX_IMAGE_PIXELS,
+    )
+
+
 def check_filename(name: str | None) -> str:
     """The client's name for display only; names that try to be paths are refused outright."""
     name = (name or "").strip()
@@ -157,13 +168,7 @@ def ingest_file(
     try:
         display_name = check_filename(filename)
         spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
-        header = inspect_upload(
-            spooled.head,
-            spooled.tail,
-            spooled.size,
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
-        )
+        header = check_spooled(spooled, settings)
         duplicate_of = existing_photo(event_id, spooled.sha256)
         if duplicate_of is not None:
             return FileResult(display_name, "duplicate", photo_id=duplicate_of, sha256=spooled.sha256)

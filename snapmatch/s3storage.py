@@ -14,6 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from snapmatch.forksafe import PerProcess
 from snapmatch.storage import _check_key
 
 # Files above this go up in parts (in parallel, each part retried alone): originals can be tens of megabytes.
@@ -58,8 +59,7 @@ class S3Storage:
         # S3_CREATE_BUCKET=0 when the credentials may not create buckets.
         self.create_bucket = _env_flag("S3_CREATE_BUCKET", True) if create_bucket is None else create_bucket
         self._given_client = client
-        self._clients: dict[int, Any] = {}
-        self._client_lock = threading.Lock()
+        self._client = PerProcess(self._make_client)
         self._bucket_lock = threading.Lock()
         self._bucket_ready = False
         self._transfer = TransferConfig(
@@ -68,17 +68,7 @@ class S3Storage:
 
     @property
     def client(self) -> Any:
-        if self._given_client is not None:
-            return self._given_client
-        pid = os.getpid()
-        client = self._clients.get(pid)
-        if client is None:
-            with self._client_lock:
-                client = self._clients.get(pid)
-                if client is None:
-                    client = self._make_client()
-                    self._clients = {pid: client}
-        return client
+        return self._given_client if self._given_client is not None else self._client.get()
 
     def _make_client(self) -> Any:
         session = boto3.session.Session()

@@ -10,8 +10,7 @@ from sqlalchemy import delete, insert, select, update
 from snapmatch import db
 from snapmatch.accounts import User
 from snapmatch.errors import InvalidUpload, NotFound
-from snapmatch.imaging import inspect_upload
-from snapmatch.ingest import spool
+from snapmatch.ingest import check_spooled, spool
 from snapmatch.schema import SelfieStatus, matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
@@ -32,13 +31,7 @@ def put_selfie(
     """Store the selfie and (re)set its row to processing; raises ``InvalidUpload`` for bad files."""
     spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
     try:
-        header = inspect_upload(
-            spooled.head,
-            spooled.tail,
-            spooled.size,
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
-        )
+        header = check_spooled(spooled, settings)
         image_key = f"selfies/{event_id}/{user.id}/{spooled.sha256}.{header.type.name.lower()}"
         storage.put_file(image_key, spooled.path, header.type.value)
     finally:

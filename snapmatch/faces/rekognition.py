@@ -9,7 +9,6 @@ import email.utils
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from redis import Redis
 from snapmatch.costs import CostTracker
 from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.faces import DetectedFace
+from snapmatch.forksafe import PerProcess
 from snapmatch.limiter import DenyReason, Lease, Outcome, ProviderLimiter, RateLimitExceeded, limits_for
 from snapmatch.settings import Settings
 
@@ -262,8 +262,9 @@ class RekognitionFaceEngine:
         self._given_client = client
         # boto3 clients are thread-safe but must not cross a fork (the worker builds the engine before forking
         # work horses): one client per process id, created on first use.
-        self._clients: dict[int, Any] = {}
-        self._clients_lock = threading.Lock()
+        self._client = PerProcess(
+            lambda: make_client(self.endpoint_url, max_pool_connections=max(10, self.limiter.limits.concurrency))
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None = None) -> RekognitionFaceEngine:
@@ -283,18 +284,7 @@ class RekognitionFaceEngine:
 
     @property
     def client(self) -> Any:
-        if self._given_client is not None:
-            return self._given_client
-        pid = os.getpid()
-        client = self._clients.get(pid)
-        if client is None:
-            with self._clients_lock:
-                client = self._clients.get(pid)
-                if client is None:
-                    pool = max(10, self.limiter.limits.concurrency)
-                    client = make_client(self.endpoint_url, max_pool_connections=pool)
-                    self._clients = {pid: client}
-        return client
+        return self._given_client if self._given_client is not None else self._client.get()
 
     # -- the FaceEngine protocol ------------------------------------------------------------------------------
 
