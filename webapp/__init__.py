@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from webapp import admin, attendee, cli, errors, health, photographer, progress
 
+    app.url_map.converters["id"] = errors.IdConverter
     errors.init_app(app)
     cli.init_app(app)
     for module in (health, photographer, attendee, progress, admin):

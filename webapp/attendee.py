@@ -14,21 +14,22 @@ from snapmatch import cache, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
+from webapp.errors import json_body
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("attendee", __name__)
 log = logging.getLogger(__name__)
 
 
-@bp.post("/api/events/<int:event_id>/join")
+@bp.post("/api/events/<id:event_id>/join")
 @require_user()
 def join(event_id: int):  # type: ignore[no-untyped-def]
-    body = request.get_json(silent=True) or {}
+    body = json_body()
     event = events.join_event(current_user(), event_id, str(body.get("access_code", "")))
     return jsonify({"event_id": event.id, "name": event.name, "joined": True})
 
 
-@bp.put("/api/events/<int:event_id>/selfie")
+@bp.put("/api/events/<id:event_id>/selfie")
 @require_user(Role.ATTENDEE)
 def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -60,7 +61,7 @@ def _selfie_status(user, event_id: int) -> dict[str, object]:  # type: ignore[no
     return out
 
 
-@bp.get("/api/events/<int:event_id>/selfie")
+@bp.get("/api/events/<id:event_id>/selfie")
 @require_user(Role.ATTENDEE)
 def get_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -71,7 +72,7 @@ def get_selfie(event_id: int):  # type: ignore[no-untyped-def]
     return jsonify(status)
 
 
-@bp.delete("/api/events/<int:event_id>/selfie")
+@bp.delete("/api/events/<id:event_id>/selfie")
 @require_user(Role.ATTENDEE)
 def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -153,7 +154,7 @@ def _visible_photo(photo_id: int):  # type: ignore[no-untyped-def]
     return row
 
 
-@bp.get("/api/photos/<int:photo_id>")
+@bp.get("/api/photos/<id:photo_id>")
 @require_user()
 def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
     row = _visible_photo(photo_id)
@@ -194,13 +195,13 @@ def _send(key: str | None, content_type: str):  # type: ignore[no-untyped-def]
     return response
 
 
-@bp.get("/api/photos/<int:photo_id>/thumbnail")
+@bp.get("/api/photos/<id:photo_id>/thumbnail")
 @require_user()
 def get_thumbnail(photo_id: int):  # type: ignore[no-untyped-def]
     return _send(_visible_photo(photo_id).thumbnail_key, "image/jpeg")
 
 
-@bp.get("/api/photos/<int:photo_id>/original")
+@bp.get("/api/photos/<id:photo_id>/original")
 @require_user()
 def get_original(photo_id: int):  # type: ignore[no-untyped-def]
     row = _visible_photo(photo_id)

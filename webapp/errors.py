@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import IntegerConverter
 
 from snapmatch.errors import QueueFull, SnapmatchError
 
@@ -21,6 +22,23 @@ def api_error(status: int, code: str, message: str | None = None, retry_after: i
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def json_body() -> dict:
+    """The request's JSON object; anything else is a 400 that says what was expected."""
+    body = request.get_json(silent=True)
+    if body is None and not request.data:
+        return {}
+    if not isinstance(body, dict):
+        raise SnapmatchError("Send a JSON object (Content-Type: application/json).", code="invalid_json")
+    return body
+
+
+class IdConverter(IntegerConverter):
+    """Database ids in URLs: 1 .. 2**63-1, so an absurd number is a 404, never a database error."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(map, min=1, max=2**63 - 1)
 
 
 def _snake(text: str) -> str:

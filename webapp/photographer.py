@@ -15,6 +15,7 @@ from snapmatch.ingest import ensure_batch, ingest_file
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
+from webapp.errors import json_body
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
@@ -24,12 +25,12 @@ log = logging.getLogger(__name__)
 @bp.post("/api/events")
 @require_user(Role.PHOTOGRAPHER)
 def create_event():  # type: ignore[no-untyped-def]
-    body = request.get_json(silent=True) or {}
+    body = json_body()
     event = events.create_event(current_user(), str(body.get("name", "")))
     return jsonify({"id": event.id, "name": event.name, "access_code": event.access_code}), 201
 
 
-@bp.get("/api/events/<int:event_id>")
+@bp.get("/api/events/<id:event_id>")
 @require_user()
 def get_event(event_id: int):  # type: ignore[no-untyped-def]
     event = events.owned_event(current_user(), event_id)
@@ -58,7 +59,7 @@ def _check_queue_capacity() -> None:
         )
 
 
-@bp.post("/api/events/<int:event_id>/photos")
+@bp.post("/api/events/<id:event_id>/photos")
 @require_user(Role.PHOTOGRAPHER)
 def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -96,11 +97,11 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
     return jsonify({"batch_id": batch_id, "photos": [r.as_dict() for r in results]}), 202
 
 
-@bp.post("/api/events/<int:event_id>/photos/check")
+@bp.post("/api/events/<id:event_id>/photos/check")
 @require_user(Role.PHOTOGRAPHER)
 def check_photos(event_id: int):  # type: ignore[no-untyped-def]
     events.owned_event(current_user(), event_id)
-    body = request.get_json(silent=True) or {}
+    body = json_body()
     hashes = body.get("sha256")
     if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes) or len(hashes) > 10000:
         raise SnapmatchError('Send {"sha256": [hex digests]} (at most 10000).', code="invalid_body")

@@ -4,11 +4,13 @@ Last-Event-ID); the stream ends after ``batch:done`` or when the client goes awa
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
 from snapmatch import progress
+from snapmatch.errors import SnapmatchError
 from snapmatch.schema import Role
 from webapp.auth import require_user
 from webapp.photographer import owned_batch
@@ -16,6 +18,7 @@ from webapp.services import redis
 
 bp = Blueprint("progress", __name__)
 MAX_STREAM_SECONDS = 1800
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 HEARTBEAT_MS = 15000
 
 
@@ -24,6 +27,10 @@ HEARTBEAT_MS = 15000
 def batch_events(batch_id: str):  # type: ignore[no-untyped-def]
     owned_batch(batch_id)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
+    if not STREAM_ID.match(last_id):
+        raise SnapmatchError(
+            "Last-Event-ID must be an id this stream sent (like 1700000000000-0).", code="invalid_event_id"
+        )
     conn = redis()
 
     def generate():  # type: ignore[no-untyped-def]

@@ -177,3 +177,19 @@ def test_admin_sees_provider_limits_and_others_do_not(client, make_user, photogr
     assert "gemini" in resp.json["providers"]
     denied = client.get("/api/admin/providers", headers=auth(photographer))
     assert denied.status_code == 403 and denied.json["error"]["code"] == "role_required"
+
+
+def test_odd_requests_get_4xx_not_5xx(client, photographer, event_id) -> None:  # type: ignore[no-untyped-def]
+    huge = 10**30
+    assert client.get(f"/api/photos/{huge}", headers=auth(photographer)).status_code == 404
+    assert client.get(f"/api/events/{huge}", headers=auth(photographer)).status_code == 404
+    resp = client.post("/api/events", json=["not", "an", "object"], headers=auth(photographer))
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_json"
+    resp = client.post("/api/events", data="{broken", content_type="application/json", headers=auth(photographer))
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_json"
+    resp = client.delete(f"/api/events/{event_id}", headers=auth(photographer))
+    assert resp.status_code == 405 and resp.json["error"]["code"] == "method_not_allowed"
+    assert client.get("/api/nothing-here").json["error"]["code"] == "not_found"
+    batch = upload(client, photographer, event_id, [("a.jpg", jpeg(seed=3))]).json["batch_id"]
+    resp = client.get(f"/api/batches/{batch}/events", headers={**auth(photographer), "Last-Event-ID": "x; DROP"})
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_event_id"
