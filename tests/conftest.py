@@ -243,3 +243,15 @@ def face_images() -> Path:
             members = [m for m in tar.getmembers() if "/tests/test_images/" in m.name]
             tar.extractall(cache, members=members, filter="data")
     return images
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """An S3-compatible server on loopback (moto's server mode)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

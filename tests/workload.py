@@ -4,6 +4,7 @@ domain (as the upload endpoint does), and the checks that every photo ended done
 from __future__ import annotations
 
 import io
+import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,10 @@ def one_face_photos(face_images: Path, count: int = BATCH) -> list[bytes]:
         width = int(rng.integers(700, 1000))
         photos.append(compose([crops[i % 2]], size=(width, int(width * 0.75)), seed=i))
     return photos
+
+
+def scratch_dir() -> str:
+    return str(Path(os.environ["SNAPMATCH_VAR_DIR"]) / "tmp")
 
 
 def make_event(name: str = "Marathon"):  # type: ignore[no-untyped-def]
@@ -56,7 +61,7 @@ def ingest_all(photos: list[bytes], event=None) -> list[int]:  # type: ignore[no
             filename=f"p{i}.jpg",
             storage=open_storage(settings.STORAGE_URL),
             settings=settings,
-            tmp_dir=str(Path(settings.STORAGE_URL.removeprefix("file://")).parent / "tmp"),
+            tmp_dir=scratch_dir(),
         )
         assert result.status == "queued", result
         ids.append(result.photo_id)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import io
 import sys
+import uuid
 
 import pytest
 from sqlalchemy import select
 
 from tests.fakes.rekognition_server import RekognitionFake
 from tests.images import variant
-from tests.workload import counts, ingest_all, make_event, one_face_photos, wait_until
+from tests.workload import counts, ingest_all, make_event, one_face_photos, scratch_dir, wait_until
 
 pytestmark = pytest.mark.slow
 PHOTOS = 100
@@ -36,8 +37,8 @@ def fake():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def aws_env(env, fake, monkeypatch):  # type: ignore[no-untyped-def]
-    from snapmatch import settings
+def aws_env(env, fake, moto_url, monkeypatch):  # type: ignore[no-untyped-def]
+    from snapmatch import settings, storage
 
     values = {
         "FACE_ENGINE": "rekognition",
@@ -50,11 +51,15 @@ def aws_env(env, fake, monkeypatch):  # type: ignore[no-untyped-def]
         "AWS_REQUESTS_PER_SECOND": str(RATE),
         "AWS_CONCURRENT_REQUESTS": str(CONCURRENCY),
         "SWEEP_GRACE_SECONDS": "30",
+        # Media on S3 too, as on several machines: nothing of a photo lives on one host's disk.
+        "STORAGE_URL": f"s3://snapmatch-e2e-{uuid.uuid4().hex[:8]}/media",
+        "S3_ENDPOINT_URL": moto_url,
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
         env[k] = v
     settings.get_settings.cache_clear()
+    storage._cache.clear()
     return env
 
 
@@ -68,9 +73,13 @@ def _selfie(user_email: str, event, data: bytes) -> int:  # type: ignore[no-unty
     settings = get_settings()
     user = accounts.create_user(user_email, "attendee", "long enough password")
     events.join_event(user, event.id, event.access_code)
-    tmp = settings.STORAGE_URL.removeprefix("file://") + "-tmp"
     upload = selfies.put_selfie(
-        user, event.id, io.BytesIO(data), storage=open_storage(settings.STORAGE_URL), settings=settings, tmp_dir=tmp
+        user,
+        event.id,
+        io.BytesIO(data),
+        storage=open_storage(settings.STORAGE_URL),
+        settings=settings,
+        tmp_dir=scratch_dir(),
     )
     enqueue_selfie(get_redis(), upload.selfie_id, upload.image_key, upload.generation)
     return user.id
@@ -110,6 +119,12 @@ def test_throttled_rekognition_under_a_shared_limit(aws_env, processes, fake, fa
     assert by_user[obama_user] == {pid for i, pid in enumerate(ids) if i % 2 == 0}
     assert by_user[biden_user] == {pid for i, pid in enumerate(ids) if i % 2 == 1}
     assert set(face_counts.values()) == {1}
+    from snapmatch.settings import get_settings
+    from snapmatch.storage import open_storage
+
+    with db.connection() as conn:
+        thumbnail_key = conn.execute(select(photos.c.thumbnail_key).where(photos.c.id == ids[0])).scalar()
+    assert open_storage(get_settings().STORAGE_URL).get(thumbnail_key)[:2] == b"\xff\xd8"  # written to S3
 
     stats = fake.stats()
     print(f"\nrekognition fake saw: {stats}")
