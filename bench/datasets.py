@@ -67,9 +67,21 @@ def test_images_dir() -> Path:
     sdist = cache / "face_recognition-1.3.0.tar.gz"
     if not sdist.exists():
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "face_recognition==1.3.0", "-d", str(cache)],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "face_recognition==1.3.0",
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0 or not sdist.exists():
             raise DataUnavailable(
@@ -129,10 +141,14 @@ def background(width: int, height: int, rng: np.random.Generator, kind: str) -> 
         s = (np.sin((x * 0.8 + y * 0.6) / period * 2 * np.pi) * 0.5 + 0.5)[..., None]
         img = rng.uniform(60, 120, size=3) + s * rng.uniform(40, 120, size=3)
     else:  # "texture": a busy, crowd-scene-like backdrop
-        low = cv2.resize(rng.uniform(40, 210, size=(9, 12, 3)).astype(np.float32), (width, height),
-                         interpolation=cv2.INTER_CUBIC)
-        mid = cv2.resize(rng.normal(0, 25, size=(height // 40, width // 40, 3)).astype(np.float32),
-                         (width, height), interpolation=cv2.INTER_LINEAR)
+        low = cv2.resize(
+            rng.uniform(40, 210, size=(9, 12, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+        )
+        mid = cv2.resize(
+            rng.normal(0, 25, size=(height // 40, width // 40, 3)).astype(np.float32),
+            (width, height),
+            interpolation=cv2.INTER_LINEAR,
+        )
         img = low + mid
         for _ in range(int(width * height / 200_000)):  # shapes: posts, signs, clothes-like blocks
             color = [float(v) for v in rng.uniform(20, 235, size=3)]
@@ -163,8 +179,9 @@ def paste(canvas: np.ndarray, crop: FaceCrop, cx: int, cy: int, face_w: int, gai
     return {"cx": x0 + side / 2, "cy": y0 + side / 2, "w": round(actual_w, 1), "source": crop.source}
 
 
-def compose(crops: list[FaceCrop], width: int, height: int, face_widths: list[float], seed: int,
-            kind: str, quality: int = 90) -> tuple[bytes, list[dict]]:
+def compose(
+    crops: list[FaceCrop], width: int, height: int, face_widths: list[float], seed: int, kind: str, quality: int = 90
+) -> tuple[bytes, list[dict]]:
     """A generated photo: faces of the given widths at random places whose crops do not overlap."""
     rng = np.random.default_rng(seed)
     canvas = background(width, height, rng, kind)
@@ -200,9 +217,11 @@ GROUPS = [
     ("couple_12mp_portrait.jpg", 3000, 4000, [450, 600], "gradient"),
 ]
 CROWDS = {
-    "crowd12": [("crowd12_a.jpg", 4000, 3000, 20, 50, 140, 1201),
-                ("crowd12_b.jpg", 4000, 3000, 20, 50, 140, 1202),
-                ("crowd12_c.jpg", 4000, 3000, 20, 50, 140, 1203)],
+    "crowd12": [
+        ("crowd12_a.jpg", 4000, 3000, 20, 50, 140, 1201),
+        ("crowd12_b.jpg", 4000, 3000, 20, 50, 140, 1202),
+        ("crowd12_c.jpg", 4000, 3000, 20, 50, 140, 1203),
+    ],
     "crowd24": [("crowd24_a.jpg", 6000, 4000, 30, 50, 150, 2401)],
 }
 

@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     runtime = get_runtime()  # loads models now, before any fork
+    # Import the job modules (and SQLAlchemy behind them) once here too: a forked work horse would
+    # otherwise import them for every job (~110 ms each, measured in bench/rq_overhead.py).
+    import jobs.maintenance
+    import jobs.photo
+    import jobs.selfie  # noqa: F401
+
     redis = get_redis(runtime.settings.REDIS_URL)
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     worker = Worker([get_queue(q, redis) for q in WORKER_QUEUES], connection=redis, name=name)
