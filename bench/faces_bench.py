@@ -1,6 +1,6 @@
 """Faces benchmark: our worker's per-photo work vs the `face_recognition` CLI, side by side, one run.
 
-Ours  = ``snapmatch.imaging.prepare(bytes)`` + ``LocalFaceEngine(min_face_px=FACE_MIN_SIZE).detect(rgb)``
+Ours  = ``snapmatch.imaging.prepare(bytes)`` + ``LocalFaceEngine(min_face_px=FACE_MIN_SIZE).detect(bgr)``
         (exactly what a photo job runs, minus storage and database), in this process after a
         warm-up, CPU seconds from ``time.process_time()`` (all threads of this process).
 Peer  = the ``face_recognition`` command-line tool of PyPI face_recognition 1.3.0, installed with
@@ -138,10 +138,10 @@ def run_ours(directory: Path, names: list[str], verbose: bool) -> tuple[dict[str
     # For the breakdown only: the CPU time of the engine's landmarks + descriptors step (wrapped, not changed).
     describe, spent = engine._describe, [0.0]
 
-    def timed_describe(rgb, found):  # type: ignore[no-untyped-def]
+    def timed_describe(bgr, found):  # type: ignore[no-untyped-def]
         t = time.process_time()
         try:
-            return describe(rgb, found)
+            return describe(bgr, found)
         finally:
             spent[0] += time.process_time() - t
 
@@ -150,7 +150,7 @@ def run_ours(directory: Path, names: list[str], verbose: bool) -> tuple[dict[str
         data = (directory / name).read_bytes()
         t0 = time.process_time()
         prepared = imaging.prepare(data, max_pixels=settings.MAX_IMAGE_PIXELS)
-        faces = engine.detect(prepared.rgb)
+        faces = engine.detect(prepared.bgr)
         cpu[name] = time.process_time() - t0
         inverse = 1.0 / prepared.scale  # as the pipeline does for a reduced decode
         boxes[name] = [[f.left * inverse, f.top * inverse, f.width * inverse, f.height * inverse] for f in faces]
@@ -171,7 +171,7 @@ def _engine(cls, settings):  # type: ignore[no-untyped-def]
 
         _ENGINE = cls(min_face_px=settings.FACE_MIN_SIZE)
         warm = datasets.test_images_dir() / "obama.jpg"
-        _ENGINE.detect(imaging.prepare(warm.read_bytes(), max_pixels=settings.MAX_IMAGE_PIXELS).rgb)
+        _ENGINE.detect(imaging.prepare(warm.read_bytes(), max_pixels=settings.MAX_IMAGE_PIXELS).bgr)
     return _ENGINE
 
 
@@ -201,7 +201,7 @@ def main() -> int:
             f"[{', '.join(f'{s:.3f}' for s in startups)}], subtracted from each of its set runs"
         )
         print(
-            "ours = imaging.prepare(bytes) + LocalFaceEngine.detect(rgb) in-process after a warm-up, "
+            "ours = imaging.prepare(bytes) + LocalFaceEngine.detect(bgr) in-process after a warm-up, "
             "time.process_time() per photo"
         )
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")

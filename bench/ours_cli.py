@@ -1,7 +1,7 @@
 """Our per-photo work as a whole command, for whole-process comparisons with the peer's CLI.
 
 ``python bench/ours_cli.py DIR`` loads the local face engine once (as a worker does), then for each
-JPEG/PNG in DIR runs ``imaging.prepare(bytes)`` + ``LocalFaceEngine.detect(rgb)`` and prints
+JPEG/PNG in DIR runs ``imaging.prepare(bytes)`` + ``LocalFaceEngine.detect(bgr)`` and prints
 ``path,faces``. Compare with ``face_recognition --show-distance true EMPTY_DIR DIR`` (start-up
 included on both sides), e.g. with ``/usr/bin/time -v``.
 """
@@ -30,7 +30,7 @@ def main() -> int:
         path = os.path.join(directory, name)
         with open(path, "rb") as f:
             prepared = imaging.prepare(f.read(), max_pixels=settings.MAX_IMAGE_PIXELS)
-        print(f"{path},{len(engine.detect(prepared.rgb))}")
+        print(f"{path},{len(engine.detect(prepared.bgr))}")
     return 0
 
 

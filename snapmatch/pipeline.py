@@ -120,7 +120,7 @@ def _index_in_collection(engine: CollectionFaceEngine, row, prepared, settings: 
         )
     if stale:  # a re-run: the provider must not keep two copies of this photo's faces
         engine.delete_faces(row.event_id, stale, deadline=deadline)
-    indexed = engine.index_photo(row.event_id, row.id, prepared.rgb, deadline=deadline)
+    indexed = engine.index_photo(row.event_id, row.id, prepared.working_jpeg, deadline=deadline)
     with db.connection() as conn:
         # Selfies with a provider face, ready or not yet: a selfie that indexed before this search is
         # found here; one that indexes later finds this photo itself (see write_selfie_matches).
@@ -202,7 +202,7 @@ def process_photo(
         if isinstance(engine, CollectionFaceEngine):
             result, detected = _index_in_collection(engine, row, prepared, settings, photo_values)
         else:
-            detected = _scale_boxes(engine.detect(prepared.rgb), prepared.scale)
+            detected = _scale_boxes(engine.detect(prepared.bgr), prepared.scale)
             result = write_photo_faces(
                 photo_id=photo_id,
                 event_id=row.event_id,
@@ -262,7 +262,7 @@ def process_selfie(
         if isinstance(engine, CollectionFaceEngine):
             outcome = _match_selfie_in_collection(engine, row, prepared, settings)
         else:
-            face = engine.detect_selfie(prepared.rgb)
+            face = engine.detect_selfie(prepared.bgr)
             outcome = Outcome.NO_FACE
             if face is not None:
                 write_selfie_matches(
@@ -300,7 +300,7 @@ def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, set
     deadline = engine.deadline_from(None)
     face_id = row.provider_face_id
     if face_id is None:
-        face = engine.index_selfie(row.event_id, row.id, prepared.rgb, deadline=deadline)
+        face = engine.index_selfie(row.event_id, row.id, prepared.working_jpeg, deadline=deadline)
         if face is None:
             return Outcome.NO_FACE
         face_id = face.face_id

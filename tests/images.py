@@ -71,7 +71,7 @@ def head_crop(path, margin: float = 0.9) -> np.ndarray:  # type: ignore[no-untyp
     from snapmatch.faces.local import LocalFaceEngine
 
     bgr = cv2.imread(str(path))
-    face = max(LocalFaceEngine().detect(bgr[:, :, ::-1]), key=lambda f: f.width)
+    face = max(LocalFaceEngine().detect(bgr), key=lambda f: f.width)
     cx, cy = face.left + face.width // 2, face.top + face.height // 2
     half = int(face.width * (0.5 + margin))
     padded = cv2.copyMakeBorder(bgr, half, half, half, half, cv2.BORDER_REPLICATE)

@@ -26,11 +26,11 @@ class DetectedFace:
 class FaceEngine(Protocol):
     name: str
 
-    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
-        """All faces in an RGB uint8 image (H, W, 3), big group photos included."""
+    def detect(self, bgr: np.ndarray) -> list[DetectedFace]:
+        """All faces in a BGR uint8 image (H, W, 3) as OpenCV decodes it, group photos included."""
         ...
 
-    def detect_selfie(self, rgb: np.ndarray) -> DetectedFace | None:
+    def detect_selfie(self, bgr: np.ndarray) -> DetectedFace | None:
         """The main face of a selfie (largest), or None when there is no face."""
         ...
 

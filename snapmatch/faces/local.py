@@ -71,12 +71,15 @@ class LocalFaceEngine:
             out.append((rect, float(score)))
         return out
 
-    def _describe(self, rgb: np.ndarray, boxes: list[tuple[dlib.rectangle, float]]) -> list[DetectedFace]:
+    def _describe(self, bgr: np.ndarray, boxes: list[tuple[dlib.rectangle, float]]) -> list[DetectedFace]:
         if not boxes:
             return []
-        shapes = dlib.full_object_detections([self._shape_predictor(rgb, rect) for rect, _ in boxes])
-        descriptors = self._encoder.compute_face_descriptor(rgb, shapes)
-        h, w = rgb.shape[:2]
+        # dlib's landmark model reads the mean of the three channels, so BGR gives exactly the RGB
+        # landmarks; only the 150 px chips are turned to RGB for the network, never the full photo.
+        shapes = dlib.full_object_detections([self._shape_predictor(bgr, rect) for rect, _ in boxes])
+        chips = dlib.get_face_chips(bgr, shapes, size=150, padding=0.25)
+        descriptors = self._encoder.compute_face_descriptor([np.ascontiguousarray(c[:, :, ::-1]) for c in chips])
+        h, w = bgr.shape[:2]
         faces = []
         for (rect, score), desc in zip(boxes, descriptors, strict=True):
             left, top = max(0, rect.left()), max(0, rect.top())
@@ -93,18 +96,18 @@ class LocalFaceEngine:
             )
         return faces
 
-    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
-        rgb = np.ascontiguousarray(rgb)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    def detect(self, bgr: np.ndarray) -> list[DetectedFace]:
+        bgr = np.ascontiguousarray(bgr)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         boxes = self._boxes(gray, self.detection_scale(*gray.shape[:2]))
-        return self._describe(rgb, boxes)
+        return self._describe(bgr, boxes)
 
-    def detect_selfie(self, rgb: np.ndarray) -> DetectedFace | None:
-        rgb = np.ascontiguousarray(rgb)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    def detect_selfie(self, bgr: np.ndarray) -> DetectedFace | None:
+        bgr = np.ascontiguousarray(bgr)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         scale = min(1.0, SELFIE_MAX_SIDE / max(gray.shape[:2]))
         boxes = self._boxes(gray, scale, upsample=1)
         if not boxes:
             return None
         biggest = max(boxes, key=lambda b: b[0].width() * b[0].height())
-        return self._describe(rgb, [biggest])[0]
+        return self._describe(bgr, [biggest])[0]

@@ -201,7 +201,7 @@ class FakeRekognitionService:
         if min(h, w) < 80:
             raise ApiError("InvalidParameterException", "Image is smaller than 80 pixels")
         with self.detect_lock:
-            detected = self.engine.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            detected = self.engine.detect(bgr)
         found = [
             FoundFace(
                 box={"Width": f.width / w, "Height": f.height / h, "Left": f.left / w, "Top": f.top / h},

@@ -48,7 +48,7 @@ def test_sniffing_png_and_webp() -> None:
 
 def test_prepare_makes_thumbnail_and_scores() -> None:
     prepared = prepare(jpeg(1200, 800), max_pixels=10**8)
-    assert prepared.rgb.shape == (800, 1200, 3)
+    assert prepared.bgr.shape == (800, 1200, 3)
     assert prepared.thumbnail_jpeg[:3] == b"\xff\xd8\xff"
     assert prepared.sharpness > 0 and 0 < prepared.exposure < 1
 
@@ -64,7 +64,7 @@ def test_prepare_honours_exif_orientation() -> None:
     out = io.BytesIO()
     img.save(out, "JPEG", exif=exif.tobytes())
     prepared = prepare(out.getvalue(), max_pixels=10**8)
-    assert prepared.rgb.shape[:2] == (300, 100)
+    assert prepared.bgr.shape[:2] == (300, 100)
     assert (prepared.width, prepared.height) == (100, 300)
 
 
