@@ -1,0 +1,100 @@
+"""Provider waits seen from the job: a long Retry-After reschedules the photo job as a new
+generation (no worker held, no retry used); an exhausted time budget ends as quota_exceeded.
+
+Real boto3 against the loopback Rekognition server, real Redis, the job run by RQ's SimpleWorker."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from tests.fakes.rekognition_server import RekognitionFake
+from tests.images import compose, head_crop
+from tests.workload import ingest_all
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path}/snapmatch.db"  # job behaviour, not SQL: one backend is enough
+
+
+@pytest.fixture
+def fake():  # type: ignore[no-untyped-def]
+    with RekognitionFake(seed=3) as server:
+        yield server
+
+
+@pytest.fixture
+def rekognition_env(env, fake, monkeypatch):  # type: ignore[no-untyped-def]
+    from jobs import runtime
+    from snapmatch import settings
+
+    for k, v in {
+        "FACE_ENGINE": "rekognition",
+        "AWS_ENDPOINT_URL_REKOGNITION": fake.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }.items():
+        monkeypatch.setenv(k, v)
+    settings.get_settings.cache_clear()
+    runtime.get_runtime.cache_clear()
+    yield
+    runtime.get_runtime.cache_clear()
+
+
+def _photo_row(photo_id: int):  # type: ignore[no-untyped-def]
+    from snapmatch import db
+    from snapmatch.schema import photos
+
+    with db.connection() as conn:
+        return conn.execute(select(photos).where(photos.c.id == photo_id)).first()
+
+
+def _one_photo(face_images) -> int:  # type: ignore[no-untyped-def]
+    return ingest_all([compose([head_crop(face_images / "obama.jpg")], size=(900, 700), seed=1)])[0]
+
+
+def test_a_long_retry_after_reschedules_without_using_a_retry(rekognition_env, fake, redis_url, face_images) -> None:  # type: ignore[no-untyped-def]
+    fake.configure(throttle_rate=1.0, retry_after=30)
+    photo_id = _one_photo(face_images)
+    connection = redis_lib.Redis.from_url(redis_url)
+    queue = Queue("photos", connection=connection)
+    SimpleWorker([queue], connection=connection).work(burst=True)
+
+    first = Job.fetch(f"photo-{photo_id}-0", connection=connection)
+    assert first.get_status() == "finished" and first.return_value() == "rescheduled"
+    assert first.retries_left == 2, "the wait did not consume a retry"
+    scheduled = ScheduledJobRegistry(queue=queue)
+    assert scheduled.get_job_ids() == [f"photo-{photo_id}-1"]
+    delay = scheduled.get_scheduled_time(f"photo-{photo_id}-1").timestamp() - first.ended_at.timestamp()
+    assert 25 <= delay <= 35
+    row = _photo_row(photo_id)
+    assert (row.status, row.enqueue_count) == ("queued", 1)
+    assert fake.stats()["total"] <= 3, "one throttled attempt, then no worker kept trying"
+
+
+def test_an_exhausted_time_budget_ends_as_quota_exceeded(
+    rekognition_env, fake, redis_url, face_images, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from jobs import runtime
+    from snapmatch import settings
+
+    monkeypatch.setenv("AWS_TIMEOUT_SECONDS_TOTAL", "1")
+    monkeypatch.setenv("AWS_MAX_INLINE_WAIT_SECONDS", "10")
+    settings.get_settings.cache_clear()
+    runtime.get_runtime.cache_clear()
+    fake.configure(throttle_rate=1.0, retry_after=2)
+    photo_id = _one_photo(face_images)
+    connection = redis_lib.Redis.from_url(redis_url)
+    SimpleWorker([Queue("photos", connection=connection)], connection=connection).work(burst=True)
+
+    row = _photo_row(photo_id)
+    assert (row.status, row.error_code) == ("quota_exceeded", "quota_exceeded")
+    assert "budget" in row.error_message
