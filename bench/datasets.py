@@ -23,11 +23,8 @@ Run ``python bench/datasets.py`` to (re)build and list the sets.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,40 +55,13 @@ class DataUnavailable(RuntimeError):
 
 
 def test_images_dir() -> Path:
-    """The face_recognition 1.3.0 test images, downloaded from PyPI once into the cache."""
-    cache = Path(os.environ.get("SNAPMATCH_TEST_DATA", Path.home() / ".cache" / "snapmatch-test-data"))
-    images = cache / "face_recognition-1.3.0" / "tests" / "test_images"
-    if all((images / name).exists() for name in REAL_PORTRAITS):
-        return images
-    cache.mkdir(parents=True, exist_ok=True)
-    sdist = cache / "face_recognition-1.3.0.tar.gz"
-    if not sdist.exists():
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                "face_recognition==1.3.0",
-                "-d",
-                str(cache),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0 or not sdist.exists():
-            raise DataUnavailable(
-                "PyPI is unreachable (or refused): cannot download the face_recognition 1.3.0 source "
-                f"distribution whose tests/test_images are the benchmark's real photos.\n{result.stderr[-500:]}"
-            )
-    with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if "/tests/test_images/" in m.name]
-        tar.extractall(cache, members=members, filter="data")
-    return images
+    """The face_recognition 1.3.0 test images, downloaded from PyPI once into the cache the tests use."""
+    from tests.realphotos import PhotosUnavailable, face_images_dir
+
+    try:
+        return face_images_dir()
+    except PhotosUnavailable as exc:
+        raise DataUnavailable(str(exc)) from exc
 
 
 @dataclass

@@ -212,37 +212,13 @@ def processes(env, tmp_path) -> Iterator[Processes]:  # type: ignore[no-untyped-
 
 @pytest.fixture(scope="session")
 def face_images() -> Path:
-    """Real photos of real people, from the face_recognition 1.3.0 source distribution on PyPI
-    (its tests/test_images: Obama several times, Biden), downloaded once into a cache."""
-    cache = Path(os.environ.get("SNAPMATCH_TEST_DATA", Path.home() / ".cache" / "snapmatch-test-data"))
-    images = cache / "face_recognition-1.3.0" / "tests" / "test_images"
-    if not (images / "biden.jpg").exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                "face_recognition==1.3.0",
-                "-d",
-                str(cache),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"cannot download face_recognition 1.3.0 test images from PyPI: {result.stderr[-300:]}")
-        import tarfile
+    """Real photos of real people (tests/realphotos.py); skipped with the reason if PyPI is unreachable."""
+    from tests.realphotos import PhotosUnavailable, face_images_dir
 
-        with tarfile.open(cache / "face_recognition-1.3.0.tar.gz") as tar:
-            members = [m for m in tar.getmembers() if "/tests/test_images/" in m.name]
-            tar.extractall(cache, members=members, filter="data")
-    return images
+    try:
+        return face_images_dir()
+    except PhotosUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from tests.fakes.rekognition_server import RekognitionFake
 from tests.images import compose, head_crop
+from tests.realphotos import offline_aws_environment
 from tests.workload import ingest_all
 
 
@@ -33,16 +34,7 @@ def rekognition_env(env, fake, monkeypatch):  # type: ignore[no-untyped-def]
     from jobs import runtime
     from snapmatch import settings
 
-    for k, v in {
-        "FACE_ENGINE": "rekognition",
-        "AWS_ENDPOINT_URL_REKOGNITION": fake.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    }.items():
-        monkeypatch.setenv(k, v)
+    offline_aws_environment(monkeypatch, FACE_ENGINE="rekognition", AWS_ENDPOINT_URL_REKOGNITION=fake.endpoint_url)
     settings.get_settings.cache_clear()
     runtime.get_runtime.cache_clear()
     yield

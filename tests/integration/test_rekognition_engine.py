@@ -28,6 +28,7 @@ from snapmatch.faces.rekognition import (
 )
 from snapmatch.settings import Settings
 from tests.fakes.rekognition_server import RekognitionFake
+from tests.realphotos import offline_aws_environment
 
 REDIS_URL = os.environ.get("REKOGNITION_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 EVENT = 1
@@ -80,14 +81,9 @@ def aws_env(fake: RekognitionFake, ledger_db: None, monkeypatch: pytest.MonkeyPa
     fake.reset_stats()
     with fake.service.lock:
         fake.service.collections.clear()
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_REGION", "EVENT_BUDGET_USD", "AWS_BURST"):
+    for name in ("EVENT_BUDGET_USD", "AWS_BURST"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", fake.endpoint_url)
+    offline_aws_environment(monkeypatch, AWS_ENDPOINT_URL_REKOGNITION=fake.endpoint_url)
     monkeypatch.setenv("REDIS_PREFIX", f"test-rek-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("AWS_CONCURRENT_REQUESTS", "5")
     monkeypatch.setenv("AWS_REQUESTS_PER_SECOND", "1000")

@@ -6,6 +6,7 @@ second, and no photo fails for running out of retries."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import uuid
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from tests.fakes.rekognition_server import RekognitionFake
 from tests.images import variant
+from tests.realphotos import offline_aws_environment
 from tests.workload import counts, ingest_all, make_event, one_face_photos, scratch_dir, wait_until
 
 pytestmark = pytest.mark.slow
@@ -42,12 +44,6 @@ def aws_env(env, fake, moto_url, monkeypatch):  # type: ignore[no-untyped-def]
 
     values = {
         "FACE_ENGINE": "rekognition",
-        "AWS_ENDPOINT_URL_REKOGNITION": fake.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         "AWS_REQUESTS_PER_SECOND": str(RATE),
         "AWS_CONCURRENT_REQUESTS": str(CONCURRENCY),
         "SWEEP_GRACE_SECONDS": "30",
@@ -55,9 +51,9 @@ def aws_env(env, fake, moto_url, monkeypatch):  # type: ignore[no-untyped-def]
         "STORAGE_URL": f"s3://snapmatch-e2e-{uuid.uuid4().hex[:8]}/media",
         "S3_ENDPOINT_URL": moto_url,
     }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-        env[k] = v
+    offline_aws_environment(monkeypatch, AWS_ENDPOINT_URL_REKOGNITION=fake.endpoint_url, **values)
+    env.clear()
+    env.update(os.environ)  # the worker processes get exactly this environment
     settings.get_settings.cache_clear()
     storage._cache.clear()
     return env

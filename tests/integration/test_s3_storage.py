@@ -16,17 +16,13 @@ from botocore.exceptions import ClientError
 
 from snapmatch import settings, storage
 from snapmatch.s3storage import MULTIPART_THRESHOLD, S3Storage
+from tests.realphotos import offline_aws_environment
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "S3_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
+    offline_aws_environment(monkeypatch)
     settings.get_settings.cache_clear()
     yield
     settings.get_settings.cache_clear()
