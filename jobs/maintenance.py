@@ -132,3 +132,64 @@ def delete_provider_faces(event_id: int, face_ids: list[str]) -> int:
     if not isinstance(engine, CollectionFaceEngine):
         return 0
     return len(engine.delete_faces(event_id, face_ids))
+
+
+def purge_orphan_provider_faces(event_id: int) -> int:
+    """Delete faces in the event's provider collection that no row knows: a worker died between
+    IndexFaces and its commit. Faces of photos and selfies still in flight are left alone; the
+    collection is listed before the database is read, so a face committed meanwhile counts as known."""
+    from jobs.runtime import get_runtime
+    from snapmatch.faces import CollectionFaceEngine
+    from snapmatch.schema import faces
+
+    engine = get_runtime().engine
+    if not isinstance(engine, CollectionFaceEngine):
+        return 0
+    stored = engine.list_faces(event_id)
+    with db.connection() as conn:
+        known = set(
+            conn.execute(
+                select(faces.c.provider_face_id).where(
+                    faces.c.event_id == event_id, faces.c.provider_face_id.is_not(None)
+                )
+            ).scalars()
+        ) | set(
+            conn.execute(
+                select(selfies.c.provider_face_id).where(
+                    selfies.c.event_id == event_id, selfies.c.provider_face_id.is_not(None)
+                )
+            ).scalars()
+        )
+        in_flight = {
+            str(i)
+            for i in conn.execute(
+                select(photos.c.id).where(
+                    photos.c.event_id == event_id,
+                    photos.c.status.in_([PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value]),
+                )
+            ).scalars()
+        } | {
+            f"selfie-{i}"
+            for i in conn.execute(
+                select(selfies.c.id).where(
+                    selfies.c.event_id == event_id, selfies.c.status == SelfieStatus.PROCESSING.value
+                )
+            ).scalars()
+        }
+    orphans = [face_id for face_id, external in stored.items() if face_id not in known and external not in in_flight]
+    if orphans:
+        engine.delete_faces(event_id, orphans)
+        log.warning("event %s: deleted %d orphan provider faces", event_id, len(orphans))
+    return len(orphans)
+
+
+def purge_orphans_of_active_events(hours: int = 24) -> int:
+    """Run ``purge_orphan_provider_faces`` for every event with photo activity in the last ``hours``."""
+    if get_settings().FACE_ENGINE != "rekognition":
+        return 0
+    since = db.utcnow() - timedelta(hours=hours)
+    with db.connection() as conn:
+        event_ids = (
+            conn.execute(select(photos.c.event_id).where(photos.c.updated_at >= since).distinct()).scalars().all()
+        )
+    return sum(purge_orphan_provider_faces(event_id) for event_id in event_ids)

@@ -10,11 +10,13 @@ import time
 from redis import RedisError
 from rq.cron import CronScheduler
 
-from jobs.maintenance import sweep
+from jobs.maintenance import purge_orphans_of_active_events, sweep
 from jobs.queues import QueueName
 from snapmatch.redis_client import get_redis
 
 SWEEP_INTERVAL_SECONDS = 10
+# Provider faces left by a crash cost storage, not correctness (matching ignores them): hourly is enough.
+ORPHAN_PURGE_INTERVAL_SECONDS = 3600
 log = logging.getLogger("snapmatch.scheduler")
 
 
@@ -24,6 +26,12 @@ def main() -> None:
         scheduler = CronScheduler(connection=get_redis())
         scheduler.register(
             sweep, queue_name=QueueName.MAINTENANCE.value, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300
+        )
+        scheduler.register(
+            purge_orphans_of_active_events,
+            queue_name=QueueName.MAINTENANCE.value,
+            interval=ORPHAN_PURGE_INTERVAL_SECONDS,
+            job_timeout=1800,
         )
         try:
             scheduler.start()

@@ -90,3 +90,29 @@ def test_an_exhausted_time_budget_ends_as_quota_exceeded(
     row = _photo_row(photo_id)
     assert (row.status, row.error_code) == ("quota_exceeded", "quota_exceeded")
     assert "budget" in row.error_message
+
+
+def test_orphan_provider_faces_are_purged_but_in_flight_ones_kept(rekognition_env, fake, face_images) -> None:  # type: ignore[no-untyped-def]
+    """A worker died between IndexFaces and its commit: the face is in the collection, not in the DB."""
+    from jobs.maintenance import purge_orphan_provider_faces
+    from jobs.runtime import get_runtime
+    from snapmatch import db
+    from snapmatch.schema import photos
+
+    crashed, in_flight = ingest_all(
+        [
+            compose([head_crop(face_images / name)], size=(900, 700), seed=i)
+            for i, name in enumerate(["obama.jpg", "biden.jpg"])
+        ]
+    )
+    engine = get_runtime().engine
+    for photo_id in (crashed, in_flight):
+        image = compose([head_crop(face_images / "obama.jpg")], size=(900, 700), seed=photo_id)
+        assert len(engine.index_photo(_photo_row(photo_id).event_id, photo_id, image)) == 1
+    with db.transaction() as conn:  # the crashed photo ended (e.g. failed later); the other is still queued
+        conn.execute(photos.update().where(photos.c.id == crashed).values(status="failed"))
+    event_id = _photo_row(crashed).event_id
+
+    assert purge_orphan_provider_faces(event_id) == 1
+    remaining = set(engine.list_faces(event_id).values())
+    assert remaining == {str(in_flight)}
