@@ -36,7 +36,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,6 +92,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import datasets
+    from benchenv import isolated_environment
 
     try:
         files = photo_files(args.photos)
@@ -100,19 +100,7 @@ def main() -> int:
         print(f"rq overhead: SKIPPED: {exc}", file=sys.stderr)
         return 2
 
-    tmp = Path(tempfile.mkdtemp(prefix="snapmatch-rq-bench-"))
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp}/bench.db",
-        REDIS_URL=REDIS_URL,
-        STORAGE_URL=f"file://{tmp}/media",
-        SNAPMATCH_VAR_DIR=str(tmp),
-        FACE_ENGINE="local",
-    )
-    env.pop("GEMINI_API_KEY", None)
-    os.environ.update(
-        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL", "SNAPMATCH_VAR_DIR", "FACE_ENGINE")}
-    )
+    tmp, env = isolated_environment("snapmatch-rq-bench-", REDIS_URL, FACE_ENGINE="local")
     os.environ.pop("GEMINI_API_KEY", None)
 
     import redis as redis_lib

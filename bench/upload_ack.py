@@ -23,7 +23,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,15 +76,9 @@ def main() -> int:
         print(f"upload ack: SKIPPED: no Redis at {REDIS_URL}: {exc}", file=sys.stderr)
         return 2
 
-    tmp = Path(tempfile.mkdtemp(prefix="snapmatch-upload-bench-"))
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp}/bench.db",
-        REDIS_URL=REDIS_URL,
-        STORAGE_URL=f"file://{tmp}/media",
-        SNAPMATCH_VAR_DIR=str(tmp),
-    )
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL", "SNAPMATCH_VAR_DIR")})
+    from benchenv import isolated_environment
+
+    tmp, env = isolated_environment("snapmatch-upload-bench-", REDIS_URL)
     from snapmatch import accounts, db
 
     server = None

@@ -1,0 +1,24 @@
+"""A throw-away Snapmatch environment for one bench run: temp SQLite file, temp media, own Redis DB.
+
+Applied to this process (for domain calls) and returned for the processes the bench starts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def isolated_environment(prefix: str, redis_url: str, **extra: str) -> tuple[Path, dict[str, str]]:
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    values = {
+        "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+        "REDIS_URL": redis_url,
+        "STORAGE_URL": f"file://{tmp}/media",
+        "SNAPMATCH_VAR_DIR": str(tmp),
+        **extra,
+    }
+    os.environ.update(values)
+    env = dict(os.environ)
+    env.pop("GEMINI_API_KEY", None)
+    return tmp, env
