@@ -188,17 +188,35 @@ def write_selfie_matches(
                 for index in np.flatnonzero(distances <= threshold):
                     face = gallery_rows[int(index)]
                     rows.append((face.id, face.photo_id, float(distances[index])))
-        for hit in provider_hits or []:
-            face = conn.execute(
-                select(faces.c.id, faces.c.photo_id).where(faces.c.provider_face_id == hit.provider_face_id)
+        # Map every hit to its face row in one query per 500 hits, not one query per hit: this runs
+        # under the event lock, and a selfie can match hundreds of photos.
+        hits = provider_hits or []
+        known: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(hits), 500):
+            wanted = [h.provider_face_id for h in hits[start : start + 500]]
+            known.update(
+                (r.provider_face_id, (r.id, r.photo_id))
+                for r in conn.execute(
+                    select(faces.c.id, faces.c.photo_id, faces.c.provider_face_id).where(
+                        faces.c.provider_face_id.in_(wanted)
+                    )
+                )
+            )
+        unmapped = {h.photo_id for h in hits if h.provider_face_id not in known}
+        if (
+            unmapped
+            and conn.execute(
+                select(photos.c.id)
+                .where(
+                    photos.c.id.in_(unmapped),
+                    photos.c.status.in_([PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value]),
+                )
+                .limit(1)
             ).first()
-            if face is not None:
-                rows.append((face.id, face.photo_id, hit.distance))
-                continue
-            status = conn.execute(select(photos.c.status).where(photos.c.id == hit.photo_id)).scalar()
-            if status in (PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value):
-                raise PhotosInFlight(f"photo {hit.photo_id} is being written; matching again shortly")
-            # otherwise an orphan face (a crash between indexing and commit): ignore it
+        ):
+            raise PhotosInFlight("a matched photo is still being written; matching again shortly")
+        # Hits on photos that are not in flight are orphan faces (a crash between indexing and commit).
+        rows.extend((*known[h.provider_face_id], h.distance) for h in hits if h.provider_face_id in known)
         if rows:
             conn.execute(
                 insert(matches),

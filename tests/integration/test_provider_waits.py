@@ -116,3 +116,43 @@ def test_orphan_provider_faces_are_purged_but_in_flight_ones_kept(rekognition_en
     assert purge_orphan_provider_faces(event_id) == 1
     remaining = set(engine.list_faces(event_id).values())
     assert remaining == {str(in_flight)}
+
+
+def test_a_selfie_after_the_photos_finds_them_through_the_collection(rekognition_env, redis_url, face_images) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from jobs.queues import enqueue_selfie
+    from snapmatch import accounts, db, events, selfies
+    from snapmatch.schema import matches
+    from snapmatch.settings import get_settings
+    from snapmatch.storage import open_storage
+    from tests.images import variant
+    from tests.workload import scratch_dir
+
+    obama, biden = (
+        compose([head_crop(face_images / name)], size=(900, 700), seed=i)
+        for i, name in enumerate(["obama.jpg", "biden.jpg"])
+    )
+    obama_id, biden_id = ingest_all([obama, biden])
+    connection = redis_lib.Redis.from_url(redis_url)
+    worker = SimpleWorker(
+        [Queue("selfies", connection=connection), Queue("photos", connection=connection)], connection=connection
+    )
+    worker.work(burst=True)
+    event = events.get_event(_photo_row(obama_id).event_id)
+    user = accounts.create_user("late@example.com", "attendee", "long enough password")
+    events.join_event(user, event.id, event.access_code)
+    settings = get_settings()
+    upload = selfies.put_selfie(
+        user,
+        event.id,
+        io.BytesIO(variant(face_images / "biden.jpg", flip=True, crop=0.8, seed=9)),
+        storage=open_storage(settings.STORAGE_URL),
+        settings=settings,
+        tmp_dir=scratch_dir(),
+    )
+    enqueue_selfie(connection, upload.selfie_id, upload.image_key, upload.generation)
+    worker.work(burst=True)
+    with db.connection() as conn:
+        matched = set(conn.execute(select(matches.c.photo_id).where(matches.c.selfie_id == upload.selfie_id)).scalars())
+    assert matched == {biden_id}
