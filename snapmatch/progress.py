@@ -35,16 +35,22 @@ def stream_key(batch_id: str) -> str:
 
 
 def publish(redis: Redis, batch_id: str | None, stage: Stage, photo_id: int | None = None, **extra: object) -> None:
-    if not batch_id:
+    publish_many(redis, batch_id, [(stage, photo_id, extra)])
+
+
+def publish_many(redis: Redis, batch_id: str | None, events: list[tuple[Stage, int | None, dict[str, object]]]) -> None:
+    """Append events to the batch's stream in one round trip (an upload request has one per file)."""
+    if not batch_id or not events:
         return
-    payload = {"stage": stage.value, "batchId": batch_id, "photoId": photo_id, **extra}
     try:
         pipe = redis.pipeline(transaction=False)
-        pipe.xadd(stream_key(batch_id), {"data": json.dumps(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
+        for stage, photo_id, extra in events:
+            payload = {"stage": stage.value, "batchId": batch_id, "photoId": photo_id, **extra}
+            pipe.xadd(stream_key(batch_id), {"data": json.dumps(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
         pipe.expire(stream_key(batch_id), STREAM_TTL_SECONDS)
         pipe.execute()
     except RedisError as exc:
-        log.warning("progress event %s for batch %s not published: %s", stage, batch_id, exc)
+        log.warning("%d progress events for batch %s not published: %s", len(events), batch_id, exc)
 
 
 def read(

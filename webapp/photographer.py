@@ -83,14 +83,16 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
         for f in files
     ]
     queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
-    for r in results:
-        progress.publish(redis(), batch_id, Stage.RECEIVED, r.photo_id, filename=r.filename, status=r.status)
+    progress.publish_many(
+        redis(),
+        batch_id,
+        [(Stage.RECEIVED, r.photo_id, {"filename": r.filename, "status": r.status}) for r in results],
+    )
     for r in queued:
         r.job_id = photo_job_id(r.photo_id, 0)
     try:
         enqueue_photos(redis(), [(r.photo_id, 0) for r in queued])
-        for r in queued:
-            progress.publish(redis(), batch_id, Stage.QUEUED, r.photo_id, filename=r.filename)
+        progress.publish_many(redis(), batch_id, [(Stage.QUEUED, r.photo_id, {"filename": r.filename}) for r in queued])
     except RedisError as exc:
         # Stored and recorded: the sweeper enqueues these once Redis answers again.
         log.warning("enqueue failed for %d photos, the sweeper will retry: %s", len(queued), exc)

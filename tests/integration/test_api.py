@@ -193,3 +193,16 @@ def test_odd_requests_get_4xx_not_5xx(client, photographer, event_id) -> None:  
     batch = upload(client, photographer, event_id, [("a.jpg", jpeg(seed=3))]).json["batch_id"]
     resp = client.get(f"/api/batches/{batch}/events", headers={**auth(photographer), "Last-Event-ID": "x; DROP"})
     assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_event_id"
+
+
+def test_upload_publishes_received_and_queued_progress(client, photographer, event_id, redis_url) -> None:  # type: ignore[no-untyped-def]
+    from snapmatch import progress
+
+    body = upload(client, photographer, event_id, [("a.jpg", jpeg(seed=8)), ("bad.jpg", b"")]).json
+    events = [e for _, e in progress.read(redis_lib.Redis.from_url(redis_url), body["batch_id"])]
+    good = body["photos"][0]["photo_id"]
+    assert [(e["stage"], e["photoId"], e.get("status")) for e in events] == [
+        ("ingestion:received", good, "queued"),
+        ("ingestion:received", None, "rejected"),
+        ("photo:queued", good, None),
+    ]
