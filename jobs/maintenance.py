@@ -10,6 +10,8 @@ import logging
 from datetime import timedelta
 
 from redis import Redis
+from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
@@ -29,24 +31,41 @@ GIVE_UP_MESSAGE = "Processing was interrupted too many times (worker crashes); u
 _WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
 
 
+def _queue_members(redis: Redis, origins: set[str]) -> set[str]:
+    """Job ids waiting in these queues or in their intermediate lists (being dequeued right now)."""
+    pipe = redis.pipeline(transaction=False)
+    for origin in origins:
+        queue_key = Queue.redis_queue_namespace_prefix + origin
+        pipe.lrange(queue_key, 0, -1)
+        pipe.lrange(IntermediateQueue.get_intermediate_queue_key(queue_key), 0, -1)
+    return {job_id.decode() for ids in pipe.execute() for job_id in ids}
+
+
 def live_jobs(redis: Redis, job_ids: list[str]) -> set[str]:
     """The subset of ``job_ids`` that will still run, or is running on a live worker.
 
-    Two pipelined round trips for any number of jobs, so a sweep over thousands of queued photos
-    stays cheap.
+    A few pipelined round trips for any number of jobs, so a sweep over thousands of queued photos
+    stays cheap. A job whose hash says "queued" must also be in its queue: a worker killed between
+    popping a job and marking it started leaves a "queued" job that no queue holds.
     """
     pipe = redis.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.hmget(Job.key_for(job_id), "status", "worker_name")
+        pipe.hmget(Job.key_for(job_id), "status", "worker_name", "origin")
     states = pipe.execute()
     alive: set[str] = set()
     started: list[tuple[str, str]] = []
-    for job_id, (status, worker_name) in zip(job_ids, states, strict=True):
+    queued: dict[str, str] = {}
+    for job_id, (status, worker_name, origin) in zip(job_ids, states, strict=True):
         status = status.decode() if status else None
-        if status in _WAITING:
+        if status == JobStatus.QUEUED.value and origin:
+            queued[job_id] = origin.decode()
+        elif status in _WAITING:
             alive.add(job_id)
         elif status == JobStatus.STARTED.value and worker_name:
             started.append((job_id, worker_name.decode()))
+    if queued:
+        members = _queue_members(redis, set(queued.values()))
+        alive.update(job_id for job_id in queued if job_id in members)
     if started:
         pipe = redis.pipeline(transaction=False)
         for _job_id, worker_name in started:

@@ -107,3 +107,18 @@ def test_sweeper_gives_up_after_too_many_generations(env, redis_url) -> None:  #
     with db.connection() as conn:
         row = conn.execute(select(photos.c.status, photos.c.error_code).where(photos.c.id == photo_id)).first()
     assert (row.status, row.error_code) == ("failed", "abandoned")
+
+
+def test_a_queued_job_that_no_queue_holds_is_abandoned(env, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed between popping a job and marking it started leaves it "queued" nowhere."""
+    from jobs.maintenance import sweep
+    from jobs.queues import enqueue_photos
+
+    r = redis_lib.Redis.from_url(redis_url)
+    photo_id = _queued_photo()
+    enqueue_photos(r, [(photo_id, 0)])
+    _age(photo_id)
+    assert sweep()["photos_requeued"] == 0  # queued and in its queue: alive
+    r.lrem("rq:queue:photos", 0, f"photo-{photo_id}-0")  # popped by a worker that then died
+    assert sweep()["photos_requeued"] == 1
+    assert Queue("photos", connection=r).job_ids == [f"photo-{photo_id}-1"]
