@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -69,27 +70,99 @@ class SpooledFile:
             os.unlink(self.path)
 
 
+class UploadSpool(io.RawIOBase):
+    """A temp file in ``tmp_dir`` that hashes the bytes and keeps the header and trailer as they are
+    written; past ``max_bytes`` it keeps nothing more but goes on counting (``file_too_large``).
+
+    It is also the web app's stream factory for multipart file parts, so an upload is written
+    once, straight from the request body, instead of to werkzeug's temp file and then copied.
+    ``close`` closes the file; the file itself goes with ``discard`` (or the ``SpooledFile``'s).
+    """
+
+    def __init__(self, tmp_dir: str, max_bytes: int) -> None:
+        super().__init__()
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self._file = os.fdopen(fd, "wb+")
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self._head = bytearray()
+        self._tail = b""
+        self.size = 0
+        self.too_large = False
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        n = len(data)
+        self.size += n
+        if self.size > self._max_bytes:
+            self.too_large = True
+            return n
+        self._digest.update(data)
+        self._file.write(data)
+        if len(self._head) < HEAD_BYTES:
+            self._head += data[: HEAD_BYTES - len(self._head)]
+        self._tail = (self._tail + bytes(data[-TAIL_BYTES:]))[-TAIL_BYTES:]
+        return n
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        return self._file.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+    def discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def finish(self) -> SpooledFile:
+        """The spooled upload, complete and on disk."""
+        self.flush()
+        return SpooledFile(
+            path=self.path,
+            size=self.size,
+            sha256=self._digest.hexdigest(),
+            head=bytes(self._head),
+            tail=self._tail,
+            too_large=self.too_large,
+        )
+
+
 def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:
-    """Copy ``stream`` to disk in 1 MiB chunks, hashing as we go; stop writing past ``max_bytes``."""
-    os.makedirs(tmp_dir, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    tail = b""
-    too_large = False
-    with os.fdopen(fd, "wb") as out:
+    """The upload in ``stream`` on disk, hashed; an ``UploadSpool`` (the web app's uploads) already is."""
+    if isinstance(stream, UploadSpool):
+        return stream.finish()
+    out = UploadSpool(tmp_dir, max_bytes)
+    try:
         while chunk := stream.read(1 << 20):
-            size += len(chunk)
-            if size > max_bytes:
-                too_large = True
-                continue  # drain the stream so the response can still be sent, but keep nothing
-            digest.update(chunk)
             out.write(chunk)
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
-            tail = (tail + chunk)[-TAIL_BYTES:]
-    return SpooledFile(path=path, size=size, sha256=digest.hexdigest(), head=head, tail=tail, too_large=too_large)
+        return out.finish()
+    except BaseException:
+        out.discard()
+        raise
+    finally:
+        out.close()
 
 
 def check_spooled(spooled: SpooledFile, settings: Settings) -> ImageHeader:

@@ -31,6 +31,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from webapp import admin, attendee, cli, errors, health, photographer, progress
+    from webapp.uploads import LargeBodyReads, UploadRequest
+
+    app.request_class = UploadRequest
+    app.wsgi_app = LargeBodyReads(app.wsgi_app)  # type: ignore[method-assign]
 
     app.url_map.converters["id"] = errors.IdConverter
     errors.init_app(app)
