@@ -50,6 +50,19 @@ def _describe_unknown(head: bytes) -> str:
         return "an HTML page"
     if head[:4] == b"%PDF":
         return "a PDF"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "a GIF image"
+    if head[:2] == b"BM":
+        return "a BMP image"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "a TIFF image (or a camera raw file)"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "a HEIC/HEIF image (convert it to JPEG first, e.g. with the phone's 'Most Compatible' setting)"
+        if brand in (b"avif", b"avis"):
+            return "an AVIF image"
+        return "a video or other ISO media file"
     try:
         head[:512].decode("utf-8")
         return "a text file"
@@ -64,6 +77,11 @@ class ImageHeader:
     height: int
 
 
+def _riff_size(head: bytes) -> int:
+    """The file size a RIFF container (WebP) declares."""
+    return 8 + int.from_bytes(head[4:8], "little")
+
+
 def _has_complete_ending(kind: ImageType, tail: bytes) -> bool:
     if kind is ImageType.JPEG:
         # Cameras may pad after the End-Of-Image marker, so look for it near the end, not at it.
@@ -71,6 +89,32 @@ def _has_complete_ending(kind: ImageType, tail: bytes) -> bool:
     if kind is ImageType.PNG:
         return b"IEND" in tail
     return True
+
+
+def _webp_size(head: bytes) -> tuple[int, int]:
+    """Canvas size from a WebP's first chunk (RFC 9649). Pillow's WebP plugin reads the whole file
+    to open it, so it cannot be asked from the first 64 KiB of a large photo."""
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:  # extended: 24-bit canvas width-1 and height-1
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":  # lossy key frame
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:  # lossless: 14-bit width-1, height-1
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise ValueError(f"unknown or short WebP chunk {chunk!r}")
+
+
+def _image_size(kind: ImageType, head: bytes) -> tuple[int, int]:
+    if kind is ImageType.WEBP:
+        return _webp_size(head)
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header alone
+        with Image.open(io.BytesIO(head)) as im:
+            return im.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
 
 
 def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_pixels: int) -> ImageHeader:
@@ -89,22 +133,17 @@ def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_p
     kind = sniff_type(head)
     if kind is None:
         raise InvalidUpload(
-            f"This is {_describe_unknown(head)}, not a photo: send JPEG, PNG or WebP.",
+            f"This is {_describe_unknown(head)}; Snapmatch takes JPEG, PNG or WebP photos.",
             code="unsupported_type",
             status=415,
         )
-    previous_limit = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, from the header alone
-        with Image.open(io.BytesIO(head)) as im:
-            width, height = im.size
+        width, height = _image_size(kind, head)
     except Exception as exc:  # Pillow raises many types for a broken header
         raise InvalidUpload(
             f"The {kind.name} header cannot be read ({exc.__class__.__name__}); the file is damaged.",
             code="corrupt_image",
         ) from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
     if width <= 0 or height <= 0:
         raise InvalidUpload("The image has no pixels.", code="corrupt_image")
     if width * height > max_pixels:
@@ -114,7 +153,7 @@ def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_p
             code="image_too_large",
             status=413,
         )
-    if not _has_complete_ending(kind, tail):
+    if not _has_complete_ending(kind, tail) or (kind is ImageType.WEBP and size < _riff_size(head)):
         raise InvalidUpload(
             f"The {kind.name} file is truncated (its end marker is missing): upload it again.",
             code="truncated_image",

@@ -23,6 +23,18 @@ def jpeg(width: int = 640, height: int = 480, seed: int = 0, quality: int = 90) 
     return buf.tobytes()
 
 
+def photo_as(fmt: str, width: int = 640, height: int = 480, seed: int = 0, **options: object) -> bytes:
+    """``jpeg()``'s picture saved by Pillow as ``fmt`` ("WEBP", "PNG", "GIF", ...) with ``options``."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(jpeg(width, height, seed=seed, quality=95)))
+    if options.pop("alpha", False):
+        image = image.convert("RGBA")
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
 def png_header_claiming(width: int, height: int) -> bytes:
     """A small valid-looking PNG whose IHDR claims a huge size (a decompression bomb's header)."""
 

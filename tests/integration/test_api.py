@@ -9,7 +9,7 @@ import pytest
 import redis as redis_lib
 from rq import Queue
 
-from tests.images import bad_uploads, jpeg
+from tests.images import bad_uploads, jpeg, photo_as
 
 
 def auth(token: str) -> dict[str, str]:
@@ -121,6 +121,14 @@ def test_uploads_are_stored_intact_and_leave_no_temp_files(client, photographer,
     resp = upload(client, photographer, event_id, another, batch_id="x" * 99)
     assert resp.status_code == 400
     assert os.listdir(tmp_dir) == []
+
+
+def test_png_and_large_webp_uploads_are_queued(client, photographer, event_id) -> None:  # type: ignore[no-untyped-def]
+    webp = photo_as("WEBP", 2000, 1500, seed=21, quality=90)
+    files = [("a.webp", webp), ("b.png", photo_as("PNG", 800, 600, seed=22))]
+    resp = upload(client, photographer, event_id, files)
+    assert resp.status_code == 202
+    assert [p["status"] for p in resp.json["photos"]] == ["queued", "queued"], resp.json
 
 
 def test_no_files_and_bad_json_get_clear_errors(client, photographer, event_id) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ import pytest
 
 from snapmatch.errors import InvalidUpload, PermanentImageError
 from snapmatch.imaging import ImageType, inspect_upload, prepare, sniff_type
-from tests.images import bad_uploads, jpeg
+from tests.images import bad_uploads, jpeg, photo_as
 
 
 def _inspect(data: bytes, max_pixels: int = 100_000_000):
@@ -44,6 +44,40 @@ def test_sniffing_png_and_webp() -> None:
     assert sniff_type(b"\x89PNG\r\n\x1a\n....") is ImageType.PNG
     assert sniff_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") is ImageType.WEBP
     assert sniff_type(b"GIF89a") is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"quality": 90}, {"lossless": True}, {"lossless": True, "alpha": True}, {"quality": 80, "alpha": True}],
+    ids=["lossy", "lossless", "lossless-alpha", "lossy-alpha-extended"],
+)
+def test_webp_header_is_read_from_the_first_bytes_of_a_large_file(options) -> None:  # type: ignore[no-untyped-def]
+    data = photo_as("WEBP", 2000, 1500, seed=4, **options)
+    assert len(data) > 65536  # Pillow cannot open it from the head alone
+    header = _inspect(data)
+    assert (header.type, header.width, header.height) == (ImageType.WEBP, 2000, 1500)
+    assert prepare(data, max_pixels=10**8).bgr.shape == (1500, 2000, 3)
+
+
+def test_webp_pixel_limit_and_truncation() -> None:
+    data = photo_as("WEBP", 2000, 1500, seed=5, quality=90)
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(data, max_pixels=2_000_000)
+    assert info.value.code == "image_too_large"
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(data[: len(data) // 2])
+    assert info.value.code == "truncated_image"
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(data[:12] + b"XXXX" + data[16:])
+    assert info.value.code == "corrupt_image"
+
+
+@pytest.mark.parametrize(("fmt", "named"), [("GIF", "a GIF image"), ("BMP", "a BMP image"), ("TIFF", "a TIFF image")])
+def test_other_image_formats_are_named_in_the_refusal(fmt: str, named: str) -> None:
+    with pytest.raises(InvalidUpload) as info:
+        _inspect(photo_as(fmt, 64, 48))
+    assert info.value.code == "unsupported_type"
+    assert named in info.value.message and "JPEG, PNG or WebP" in info.value.message
 
 
 def test_prepare_makes_thumbnail_and_scores() -> None:
