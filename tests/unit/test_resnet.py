@@ -88,12 +88,33 @@ def test_unreadable_model_files_raise_model_format_error(tmp_path, mutate) -> No
         FaceDescriptorNet(str(path))
 
 
-def test_engine_falls_back_to_dlib_encoder_when_the_model_cannot_be_read(monkeypatch, dlib_encoder) -> None:  # type: ignore[no-untyped-def]
-    def unreadable(path: str) -> FaceDescriptorNet:
-        raise ModelFormatError("test")
+class _OffByALittle(FaceDescriptorNet):
+    def __call__(self, chips, bgr=False):  # type: ignore[no-untyped-def]
+        return super().__call__(chips, bgr) + 1e-3
 
-    monkeypatch.setattr(local, "FaceDescriptorNet", unreadable)
+
+def _unreadable(path: str) -> FaceDescriptorNet:
+    raise ModelFormatError("test")
+
+
+@pytest.mark.parametrize("replacement", [_unreadable, _OffByALittle], ids=["unreadable", "wrong-output"])
+def test_engine_falls_back_to_dlib_encoder(monkeypatch, dlib_encoder, replacement) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(local, "FaceDescriptorNet", replacement)
     encode = local._load_encoder()
     chips = list(np.random.default_rng(3).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8))
     expected = np.array(dlib_encoder.compute_face_descriptor([np.ascontiguousarray(c[:, :, ::-1]) for c in chips]))
     assert np.abs(encode(chips) - expected).max() < 1e-6
+
+
+def test_engine_uses_the_network_when_it_agrees_with_dlib(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    class Counting(FaceDescriptorNet):
+        def __call__(self, chips, bgr=False):  # type: ignore[no-untyped-def]
+            calls.append(len(chips))
+            return super().__call__(chips, bgr)
+
+    monkeypatch.setattr(local, "FaceDescriptorNet", Counting)
+    encode = local._load_encoder()
+    encode([np.zeros((150, 150, 3), np.uint8)] * 3)
+    assert calls == [1, 3]  # the start-up probe, then the call
