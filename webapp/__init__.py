@@ -31,10 +31,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from webapp import admin, attendee, cli, errors, health, photographer, progress
-    from webapp.uploads import LargeBodyReads, UploadRequest
+    from webapp.uploads import LargeBodyReads, UploadRequest, remove_stale_spools
 
     app.request_class = UploadRequest
     app.wsgi_app = LargeBodyReads(app.wsgi_app)  # type: ignore[method-assign]
+    remove_stale_spools(app.config["UPLOAD_TMP_DIR"])
 
     app.url_map.converters["id"] = errors.IdConverter
     errors.init_app(app)

@@ -10,7 +10,11 @@ read from the server 1 MiB at a time through a C buffered reader, and parsed 256
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -19,6 +23,11 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from snapmatch.ingest import UploadSpool
 from webapp.services import settings, upload_tmp_dir
+
+log = logging.getLogger(__name__)
+
+# Spooled uploads older than this are leftovers of a killed web process.
+STALE_SPOOL_SECONDS = 3600
 
 # werkzeug refuses a read that, with what its decoder still buffers, exceeds MAX_FORM_MEMORY_SIZE
 # (1 MiB here): reads are at most a quarter of it.
@@ -98,3 +107,18 @@ class LargeBodyReads:
         if length >= BODY_READ_SIZE and not environ.get("wsgi.input_terminated"):
             environ["wsgi.input"] = io.BufferedReader(_RawBody(environ["wsgi.input"]), BODY_READ_SIZE)
         return self.app(environ, start_response)
+
+
+def remove_stale_spools(tmp_dir: str, older_than: float = STALE_SPOOL_SECONDS) -> int:
+    """Delete spooled uploads a killed web process left behind (a request removes its own)."""
+    cutoff = time.time() - older_than
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(tmp_dir):
+            with contextlib.suppress(OSError):
+                if entry.name.startswith("upload-") and entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+    if removed:
+        log.info("removed %d stale upload spool files from %s", removed, tmp_dir)
+    return removed

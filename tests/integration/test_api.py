@@ -123,6 +123,25 @@ def test_uploads_are_stored_intact_and_leave_no_temp_files(client, photographer,
     assert os.listdir(tmp_dir) == []
 
 
+def test_web_start_removes_spools_a_killed_process_left(app) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from webapp import create_app
+
+    tmp_dir = app.config["UPLOAD_TMP_DIR"]
+    os.makedirs(tmp_dir, exist_ok=True)
+    old, fresh, other = (os.path.join(tmp_dir, n) for n in ("upload-old", "upload-fresh", "keep-me"))
+    for path in (old, fresh, other):
+        with open(path, "wb") as f:
+            f.write(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    os.utime(other, (two_hours_ago, two_hours_ago))
+    create_app({"TESTING": True})
+    assert sorted(os.listdir(tmp_dir)) == ["keep-me", "upload-fresh"]
+
+
 def test_png_and_large_webp_uploads_are_queued(client, photographer, event_id) -> None:  # type: ignore[no-untyped-def]
     webp = photo_as("WEBP", 2000, 1500, seed=21, quality=90)
     files = [("a.webp", webp), ("b.png", photo_as("PNG", 800, 600, seed=22))]
