@@ -296,7 +296,9 @@ def test_concurrency_and_rate_hold_across_four_clients(make_engine, aws_env, ima
     faces = setup.index_photo(EVENT, 1, images["group"])
     engines = [make_engine(AWS_CONCURRENT_REQUESTS="2", AWS_REQUESTS_PER_SECOND="10", AWS_BURST="2") for _ in range(4)]
     aws_env.reset_stats()
-    aws_env.configure(latency=0.03, throttle_rate=0.3, retry_after=0.05, throttle_code="mixed")
+    # Each call lasts longer than the gap between tokens (0.1 s at 10/s), so a third call is always
+    # ready while two are in flight: the concurrency limit, not timing luck, is what stops it.
+    aws_env.configure(latency=0.25, throttle_rate=0.3, retry_after=0.05, throttle_code="mixed")
     done: list[int] = []
     errors: list[BaseException] = []
 
