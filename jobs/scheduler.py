@@ -10,6 +10,7 @@ import time
 from redis import RedisError
 from rq.cron import CronScheduler
 
+from jobs.logs import quiet_maintenance_logs
 from jobs.maintenance import purge_orphans_of_active_events, sweep
 from jobs.queues import QueueName
 from snapmatch.redis_client import get_redis
@@ -22,6 +23,7 @@ log = logging.getLogger("snapmatch.scheduler")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_maintenance_logs()
     while True:
         scheduler = CronScheduler(connection=get_redis())
         scheduler.register(

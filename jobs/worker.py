@@ -11,6 +11,7 @@ import socket
 
 from rq import Worker
 
+from jobs.logs import quiet_maintenance_logs
 from jobs.queues import WORKER_QUEUES, get_queue
 from jobs.runtime import get_runtime
 from jobs.worker_liveness import LivenessBeacon
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-scheduler", action="store_true", help="do not run RQ's scheduler for retries")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_maintenance_logs()
 
     runtime = get_runtime()  # loads models now, before any fork
     # Import the job modules (and SQLAlchemy behind them) once here too: a forked work horse would
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     redis = get_redis(runtime.settings.REDIS_URL)
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     worker = Worker([get_queue(q, redis) for q in WORKER_QUEUES], connection=redis, name=name)
+    worker.log_result_lifespan = False  # "result is kept for 500 seconds" after every job says nothing
     beacon = LivenessBeacon(redis, worker.name)
     beacon.start()
     try:
