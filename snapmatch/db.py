@@ -61,17 +61,35 @@ def _make_engine(url: str) -> Engine:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The engine for this process; a forked child (RQ work horse) gets its own pool."""
+    """The engine for this process; a forked child (RQ work horse) gets its own pool.
+
+    A child reuses the engine it inherited (dialect already set up) with a new, empty pool:
+    SQLAlchemy's ``dispose(close=False)``, which leaves the parent's connections alone.
+    """
     url = url or get_settings().DATABASE_URL
-    key = (os.getpid(), url)
+    pid = os.getpid()
+    key = (pid, url)
     engine = _engines.get(key)
     if engine is None:
         with _lock:
             engine = _engines.get(key)
             if engine is None:
-                engine = _make_engine(url)
+                inherited = next((e for (p, u), e in _engines.items() if u == url and p != pid), None)
+                if inherited is not None:
+                    inherited.dispose(close=False)
+                    engine = inherited
+                else:
+                    engine = _make_engine(url)
                 _engines[key] = engine
     return engine
+
+
+def close_connections() -> None:
+    """Close this process's pooled connections but keep its engines (before forking children)."""
+    with _lock:
+        for (pid, _), engine in _engines.items():
+            if pid == os.getpid():
+                engine.dispose()
 
 
 def dispose_all() -> None:
