@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SNAPMATCH_VAR_DIR ?= ./var
+# Worker processes for `make run`: one per CPU core (each runs one job at a time, one BLAS thread).
+WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 
 .PHONY: run test venv lint bench clean
 
@@ -20,12 +22,12 @@ run: $(STAMP)
 	@REDIS_URL=$$(PYTHON=$(BIN)/python scripts/ensure_redis.sh) || exit 1; export REDIS_URL; \
 	$(BIN)/flask --app webapp db upgrade && \
 	echo "" && \
-	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} (REDIS_URL=$$REDIS_URL)" && \
+	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} with $(WORKERS) worker(s) (REDIS_URL=$$REDIS_URL)" && \
 	echo "Create users and tokens in another terminal:" && \
 	echo "  $(BIN)/flask --app webapp users create you@example.com --role photographer --password 'choose-one'" && \
 	echo "  $(BIN)/flask --app webapp tokens create you@example.com" && \
 	echo "" && \
-	PATH="$(abspath $(BIN)):$$PATH" PORT=$${PORT:-8000} $(BIN)/honcho start -f Procfile web worker scheduler
+	PATH="$(abspath $(BIN)):$$PATH" PORT=$${PORT:-8000} $(BIN)/honcho start -f Procfile -c worker=$(WORKERS) web worker scheduler
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
