@@ -103,7 +103,10 @@ class LocalFaceEngine:
     def _boxes(self, gray: np.ndarray, scale: float, upsample: int = 0) -> list[tuple[dlib.rectangle, float]]:
         if scale < 0.999:
             h, w = gray.shape[:2]
-            gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            # A mild shrink (the usual 58/60) is a near 1:1 resample: bilinear has nothing to alias and
+            # costs 9 ms on 12 MP where area averaging costs 60 ms. Stronger shrinks keep INTER_AREA.
+            interpolation = cv2.INTER_LINEAR if scale >= 0.75 else cv2.INTER_AREA
+            gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
         rects, scores, _ = self._detector.run(gray, upsample, 0.0)
         out = []
         for rect, score in zip(rects, scores, strict=True):
