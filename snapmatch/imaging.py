@@ -77,18 +77,14 @@ class ImageHeader:
     height: int
 
 
-def _riff_size(head: bytes) -> int:
-    """The file size a RIFF container (WebP) declares."""
-    return 8 + int.from_bytes(head[4:8], "little")
-
-
-def _has_complete_ending(kind: ImageType, tail: bytes) -> bool:
+def _is_complete(kind: ImageType, head: bytes, tail: bytes, size: int) -> bool:
     if kind is ImageType.JPEG:
         # Cameras may pad after the End-Of-Image marker, so look for it near the end, not at it.
         return b"\xff\xd9" in tail
     if kind is ImageType.PNG:
         return b"IEND" in tail
-    return True
+    # WebP has no end marker: its RIFF header declares the file size (minus the first 8 bytes).
+    return size >= 8 + int.from_bytes(head[4:8], "little")
 
 
 def _webp_size(head: bytes) -> tuple[int, int]:
@@ -153,7 +149,7 @@ def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_p
             code="image_too_large",
             status=413,
         )
-    if not _has_complete_ending(kind, tail) or (kind is ImageType.WEBP and size < _riff_size(head)):
+    if not _is_complete(kind, head, tail, size):
         raise InvalidUpload(
             f"The {kind.name} file is truncated (its end marker is missing): upload it again.",
             code="truncated_image",
