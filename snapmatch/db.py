@@ -93,11 +93,9 @@ def close_connections() -> None:
 
 
 def dispose_all() -> None:
-    """Drop every pool of this process (tests, shutdown)."""
+    """Drop every pool and engine of this process (tests, shutdown)."""
+    close_connections()
     with _lock:
-        for (pid, _), engine in list(_engines.items()):
-            if pid == os.getpid():
-                engine.dispose()
         _engines.clear()
 
 
