@@ -206,3 +206,26 @@ provider_usage = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_provider_usage_provider_event", "provider", "event_id"),
 )
+
+
+# ---- new tables by area: each area adds its tables between its own markers (merge-friendly) ----
+# [area: security, issue 13] add below this line
+# [/area: security]
+
+# [area: robustness, issue 13] add below this line
+# [/area: robustness]
+
+# [area: matching, issue 14] add below this line
+# [/area: matching]
+
+# [area: analysis, issue 18] add below this line
+# [/area: analysis]
+
+# [area: operations, issue 16] add below this line
+# [/area: operations]
+
+# [area: pages, issue 15] add below this line
+# [/area: pages]
+
+# [area: watcher, issue 17] add below this line
+# [/area: watcher]

@@ -87,6 +87,28 @@ class Settings:
     # Per-photo job timeout (RQ kills the work horse after this many seconds).
     PHOTO_JOB_TIMEOUT: int = field(default_factory=lambda: _env_int("PHOTO_JOB_TIMEOUT", 300))
 
+    # ---- settings by area: each area adds its fields between its own markers (merge-friendly) ----
+    # [area: security, issue 13] add below this line
+    # [/area: security]
+
+    # [area: robustness, issue 13] add below this line
+    # [/area: robustness]
+
+    # [area: matching, issue 14] add below this line
+    # [/area: matching]
+
+    # [area: analysis, issue 18] add below this line
+    # [/area: analysis]
+
+    # [area: operations, issue 16] add below this line
+    # [/area: operations]
+
+    # [area: pages, issue 15] add below this line
+    # [/area: pages]
+
+    # [area: watcher, issue 17] add below this line
+    # [/area: watcher]
+
     @property
     def max_upload_bytes(self) -> int:
         return self.MAX_UPLOAD_MB * 1024 * 1024

@@ -42,4 +42,26 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     for module in (health, photographer, attendee, progress, admin):
         app.register_blueprint(module.bp)
+
+    # [area: security, issue 13] extensions and blueprints below this line
+    # [/area: security]
+
+    # [area: robustness, issue 13] extensions and blueprints below this line
+    # [/area: robustness]
+
+    # [area: matching, issue 14] extensions and blueprints below this line
+    # [/area: matching]
+
+    # [area: analysis, issue 18] extensions and blueprints below this line
+    # [/area: analysis]
+
+    # [area: operations, issue 16] extensions and blueprints below this line
+    # [/area: operations]
+
+    # [area: pages, issue 15] extensions and blueprints below this line
+    # [/area: pages]
+
+    # [area: watcher, issue 17] extensions and blueprints below this line
+    # [/area: watcher]
+
     return app
