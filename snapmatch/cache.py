@@ -10,6 +10,7 @@ import logging
 
 from redis import Redis, RedisError
 
+from snapmatch import progress
 from snapmatch.redis_client import key
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,15 @@ def set_json(redis: Redis, cache_key: str, value: object, ttl: int = TTL_SECONDS
 
 
 def invalidate_my_photos(redis: Redis, event_id: int, user_ids: list[int]) -> None:
+    """Forget these attendees' cached "my photos", and tell their open pages to fetch it again."""
     if not user_ids:
         return
     try:
         redis.delete(*(my_photos_key(event_id, u) for u in user_ids))
     except RedisError as exc:
         log.warning("cache invalidation failed: %s", exc)
+    # Every change of an attendee's matches passes here, so this is the one place that announces it.
+    progress.publish_event(redis, event_id, progress.Stage.MATCHES_CHANGED, userIds=sorted(set(user_ids)))
 
 
 def clear_all(redis: Redis) -> int:
