@@ -177,9 +177,9 @@ class Processes:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                if requests.get(url + "/healthz", timeout=1).ok:
+                if requests.get(url + "/healthz", timeout=2).ok:
                     return url
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         raise RuntimeError(f"web server did not start; see {self.log_dir / 'web.log'}")
 
