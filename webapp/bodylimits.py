@@ -8,9 +8,10 @@ file. Without this, ``MAX_CONTENT_LENGTH`` (sized for uploads) let any route buf
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -60,6 +61,34 @@ def limit_for(endpoint: str | None) -> BodyLimit:
     return getattr(view, "body_limit", DEFAULT_LIMIT)
 
 
+class CutOffStream(io.RawIOBase):
+    """A body of unknown length (chunked): readable up to ``limit`` bytes, a 413 past it.
+
+    werkzeug's own guard for such bodies stops silently at the limit, so a too-long JSON body
+    would be parsed truncated (a confusing 400) instead of refused."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._limit = limit
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        # One byte past the limit is enough to know the body is too long.
+        want = min(len(buffer), self._limit + 1 - self._read)
+        data = self._stream.read(want) if want > 0 else b""
+        self._read += len(data)
+        if self._read > self._limit:
+            raise RequestEntityTooLarge(
+                f"This request's body is over {self._limit} bytes, the most this route accepts."
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def bound_request_body() -> None:
     """before_request, registered before anything that may read the body (CSRF reads the form)."""
     limit = limit_for(request.endpoint)
@@ -69,6 +98,8 @@ def bound_request_body() -> None:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestEntityTooLarge(f"This request's body is {length} bytes; this route accepts at most {max_bytes}.")
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        request.stream = CutOffStream(request.environ["wsgi.input"], max_bytes)  # type: ignore[misc]
 
 
 def init_app(app: Flask) -> None:
