@@ -167,13 +167,15 @@ def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:
 
 def check_spooled(spooled: SpooledFile, settings: Settings) -> ImageHeader:
     """Header-only checks of a spooled upload against the configured limits."""
-    return inspect_upload(
-        spooled.head,
-        spooled.tail,
-        spooled.size,
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-    )
+    with open(spooled.path, "rb") as source:
+        return inspect_upload(
+            spooled.head,
+            spooled.tail,
+            spooled.size,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            source=source,
+        )
 
 
 def check_filename(name: str | None) -> str:
