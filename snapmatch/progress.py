@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from redis import Redis, RedisError
 
-from snapmatch.redis_client import key
+from snapmatch.redis_client import key, max_block_ms
 
 log = logging.getLogger(__name__)
 STREAM_MAXLEN = 20_000
@@ -82,7 +82,14 @@ def read(
 def read_stream(
     redis: Redis, stream: str, last_id: str = "0", block_ms: int = 0, count: int = 500
 ) -> list[tuple[str, dict]]:
-    """Entries of ``stream`` after ``last_id``, oldest first (blocking up to ``block_ms`` when there are none)."""
+    """Entries of ``stream`` after ``last_id``, oldest first (blocking up to ``block_ms`` when there are none).
+
+    The block is capped below the client's socket timeout, so a quiet wait returns ``[]`` instead
+    of dying as a socket timeout; pass ``redis_client.get_blocking_redis()`` to wait the full block.
+    """
+    if block_ms:
+        cap = max_block_ms(redis)
+        block_ms = block_ms if cap is None else min(block_ms, cap)
     result = redis.xread({stream: last_id}, count=count, block=block_ms or None)
     return [decode_entry(entry_id, fields) for _stream, entries in result or [] for entry_id, fields in entries]
 

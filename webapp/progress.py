@@ -28,7 +28,8 @@ from webapp.stream_hub import Subscription, get_hub
 bp = Blueprint("progress", __name__)
 MAX_STREAM_SECONDS = 1800  # then the stream ends and EventSource reconnects with Last-Event-ID
 STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
-HEARTBEAT_SECONDS = 15.0
+HEARTBEAT_MS = 15000
+HEARTBEAT_SECONDS = HEARTBEAT_MS / 1000
 READ_WAIT_SECONDS = 5.0
 INDEXING_EVERY_SECONDS = 2.0
 

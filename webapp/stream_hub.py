@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from redis import Redis, RedisError
 
 from snapmatch import progress
+from snapmatch.redis_client import get_blocking_redis
 
 log = logging.getLogger(__name__)
 HUB_BLOCK_MS = 500  # how soon a newly watched stream joins the hub's read
@@ -141,6 +142,5 @@ def get_hub(redis_url: str) -> StreamHub:
     with _hubs_lock:
         hub = _hubs.get(os.getpid())
         if hub is None:
-            conn = Redis.from_url(redis_url, socket_timeout=HUB_BLOCK_MS / 1000 + 10, socket_connect_timeout=5)
-            hub = _hubs[os.getpid()] = StreamHub(conn)
+            hub = _hubs[os.getpid()] = StreamHub(get_blocking_redis(redis_url))
         return hub
