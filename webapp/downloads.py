@@ -16,6 +16,7 @@ from sqlalchemy import select
 from snapmatch import db, events, selfies
 from snapmatch.errors import NotFound
 from snapmatch.schema import PhotoStatus, photos
+from snapmatch.storage import Storage
 from webapp.auth import current_user, require_user
 from webapp.services import storage
 
@@ -57,8 +58,7 @@ def archive_names(rows: list) -> list[str]:  # type: ignore[type-arg]
     return names
 
 
-def stream_zip(rows: list) -> Iterator[bytes]:  # type: ignore[type-arg]
-    store = storage()
+def stream_zip(rows: list, store: Storage) -> Iterator[bytes]:  # type: ignore[type-arg]
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for row, name in zip(rows, archive_names(rows), strict=True):
@@ -88,7 +88,7 @@ def download_zip(event_id: int):  # type: ignore[no-untyped-def]
         raise NotFound("There are no photos to download yet.", code="no_photos")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", event.name).strip("-")[:60] or f"event-{event_id}"
     return Response(
-        stream_zip(rows),
+        stream_zip(rows, storage()),
         mimetype="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{slug}-photos.zip"', "Cache-Control": "no-store"},
     )
