@@ -1,7 +1,7 @@
 """Run every benchmark in turn and print its output (``make bench``).
 
 Faces (ours vs the face_recognition CLI), RQ overhead per job, upload acknowledgement time, and the
-provider limiter. Each script also runs alone: ``python bench/<name>.py``.
+provider limiter, live progress streams. Each script also runs alone: ``python bench/<name>.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["faces_bench.py", "rq_overhead.py", "upload_ack.py", "limiter_bench.py"]
+SCRIPTS = ["faces_bench.py", "rq_overhead.py", "upload_ack.py", "limiter_bench.py", "streams_bench.py"]
 
 
 def main() -> int:

@@ -215,10 +215,37 @@
     else if (data.stage === "photo:started") setStatus(entry, "processing");
     else if (data.stage === "photo:done") {
       setStatus(entry, "done", data.faces != null ? `${data.faces} face${data.faces === 1 ? "" : "s"} found` : "");
+      reloadProcessedSoon();
     } else if (data.stage === "photo:failed") {
       setStatus(entry, "failed", (data.error && data.error.message) || "The photo could not be processed.");
     }
   }
+
+  // ---- the event's processed photos (first 120), refreshed when this page's uploads finish ----
+  const processed = document.getElementById("processed");
+  const processedCount = document.getElementById("processed-count");
+  let processedTimer = null;
+  async function loadProcessed() {
+    try {
+      const data = await api("GET", `/api/all-photos?event_id=${encodeURIComponent(eventId)}&per_page=120`);
+      const have = new Set(Array.from(processed.children, (li) => Number(li.dataset.thumbPhotoId)));
+      for (const p of data.photos) {
+        if (have.has(p.photo_id)) continue;
+        const li = el("li", { class: "photo", "data-thumb-photo-id": p.photo_id });
+        const a = el("a", { href: `/api/photos/${p.photo_id}/original`, class: "open", target: "_blank", rel: "noopener", "aria-label": `Open photo ${p.photo_id}` });
+        a.append(el("img", { src: p.thumbnail_url, loading: "lazy", decoding: "async", alt: "", width: 160, height: 160 }));
+        li.append(a);
+        processed.append(li);
+      }
+      processedCount.textContent = data.total ? `(${fmt(data.total)}${data.total > data.photos.length ? `, first ${fmt(data.photos.length)} shown` : ""})` : "";
+      processed.parentElement.hidden = data.total === 0;
+    } catch (err) { /* the list is a convenience; the rows above carry the statuses */ }
+  }
+  function reloadProcessedSoon() {
+    clearTimeout(processedTimer);
+    processedTimer = setTimeout(loadProcessed, 1500);
+  }
+  loadProcessed();
 
   // ---- pickers and the drop zone (files or whole folders) -----------------------------------
   for (const id of ["files", "folder"]) {
