@@ -4,7 +4,6 @@ real gunicorn, real RQ workers, real Redis and a SQLite database; screenshots go
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -44,7 +43,10 @@ def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("SNAPMATCH_UPDATE_SCREENSHOTS") == "1":
+        from PIL import Image
+
         docs = ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, docs / path.name)
+        with Image.open(path) as shot:  # JPEG keeps the committed copies small
+            shot.convert("RGB").save(docs / f"{name}.jpg", quality=82, optimize=True)
     return path
