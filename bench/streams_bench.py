@@ -131,6 +131,9 @@ def measure_my_photos(base: str, token: str, event_id: int, n: int, label: str) 
             ok = False
         times.append((time.perf_counter() - t) * 1000)
         errors += not ok
+        if errors >= 5 and errors == len(times):
+            print(f"GET /api/my-photos {label}: the first {errors} requests failed (15 s timeout each); stopped")
+            return float("inf")
     p95 = percentile(times, 0.95)
     print(
         f"GET /api/my-photos {label}: p50 {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, "
@@ -159,6 +162,7 @@ def start_server(tmp: Path, env: dict[str, str], worker_class: str) -> tuple[sub
             pass
         if server.poll() is not None or time.monotonic() > deadline:
             print((tmp / "gunicorn.log").read_text()[-3000:])
+            stop(server)
             raise RuntimeError("gunicorn did not come up")
         time.sleep(0.2)
 
