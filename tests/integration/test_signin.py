@@ -132,8 +132,17 @@ def test_pages_redirect_to_login_and_api_answers_401(client) -> None:  # type: i
     assert resp.status_code == 401 and resp.json["error"]["code"] == "unauthorized"
 
 
-def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user) -> None:  # type: ignore[no-untyped-def]
-    """The hole of issue 13 item 1: a session forged with the published key acted as the admin."""
+def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The hole of issue 13 item 1: a session forged with the published key acted as the admin.
+    An install without SECRET_KEY no longer serves at all, and the running app refuses the cookie."""
+    from snapmatch import settings
+    from webapp import create_app
+    from webapp.secret_key import InsecureSecretKey
+
+    monkeypatch.delenv("SECRET_KEY")
+    settings.get_settings.cache_clear()
+    with pytest.raises(InsecureSecretKey):
+        create_app()
     make_user("admin")
     forged = SecureCookieSessionInterface().get_signing_serializer(
         type("OldApp", (), {"secret_key": "dev-only-change-me", "config": {"SECRET_KEY_FALLBACKS": None}})()
