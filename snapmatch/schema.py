@@ -218,6 +218,17 @@ provider_usage = Table(
 
 # ---- new tables by area: each area adds its tables between its own markers (merge-friendly) ----
 # [area: security, issue 13] add below this line
+# One row per signed-in browser session (Flask-Login's cookie names it by a random secret, stored
+# here only as its SHA-256): signing out deletes the row, so a copied cookie dies with it.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: security]
 
 # [area: robustness, issue 13] add below this line

@@ -300,3 +300,25 @@ def test_the_web_app_refuses_to_start_with_a_weak_secret_key(env, monkeypatch, k
     with pytest.raises(InsecureSecretKey, match="SECRET_KEY") as raised:
         create_app()
     assert "secrets.token_urlsafe(48)" in str(raised.value)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, _ = make_user("photographer")
+    sign_in(client, email)
+    copied = session_cookie(client).value
+    token = csrf_from(client.get("/me", headers={"Accept": "text/html"}).get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    client.set_cookie("snapmatch_session", copied)
+    assert client.get("/api/me").status_code == 401
+
+
+def test_users_sign_out_ends_every_browser_session(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, token = make_user("photographer")
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop, email)
+    sign_in(phone, email)
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 200
+    result = app.test_cli_runner().invoke(args=["users", "sign-out", email])
+    assert result.exit_code == 0 and "ended 2 session(s)" in result.output
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 401
+    assert laptop.get("/api/me", headers=auth(token)).status_code == 200  # tokens are separate
