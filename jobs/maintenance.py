@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 # A photo that kills its worker every time must end, not loop: after this many re-enqueues it fails.
 MAX_GENERATIONS = 6
 SWEEP_LIMIT = 2000
-GIVE_UP_MESSAGE = "Processing was interrupted too many times (worker crashes); upload the file again."
 _WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
 
 
@@ -118,9 +117,7 @@ def sweep() -> dict[str, int]:
         photos,
         stale_photos,
         photo_job_id,
-        lambda i: mark_photo_failed(
-            i, "abandoned", "Processing was interrupted too many times (worker crashes).", redis
-        ),
+        lambda i: mark_photo_failed(i, "abandoned", redis),
     )
     if photo_rows:
         enqueue_photos(redis, [(r.id, r.enqueue_count + 1) for r in photo_rows])
@@ -129,7 +126,7 @@ def sweep() -> dict[str, int]:
         selfies,
         stale_selfies,
         selfie_job_id,
-        lambda i: mark_selfie_failed(i, keys[i], "abandoned", GIVE_UP_MESSAGE),
+        lambda i: mark_selfie_failed(i, keys[i], "abandoned"),
     )
     for r in selfie_rows:
         enqueue_selfie(redis, r.id, r.image_key, r.enqueue_count + 1)

@@ -37,9 +37,11 @@ def on_photo_job_failure(job, connection, exc_type, exc_value, _traceback) -> No
     """Called by RQ after every failed attempt; only the last one marks the photo failed."""
     if job.retries_left:
         return
-    mark_photo_failed(
+    log.error(
+        "photo %s failed on every attempt (job %s): %s: %s",
         job.args[0],
-        "processing_error",
-        f"Processing failed on every attempt; last error: {exc_type.__name__ if exc_type else 'error'}: {exc_value}",
-        get_runtime().redis,
+        job.id,
+        exc_type.__name__ if exc_type else "error",
+        exc_value,
     )
+    mark_photo_failed(job.args[0], "processing_error", get_runtime().redis)
