@@ -27,7 +27,7 @@ def process_photo_job(photo_id: int) -> str:
     except RetryLater as exc:
         # A provider asked us to wait: free this worker and come back later as a new generation.
         generation = current_job_generation()
-        if claim_next_generation(photos, photo_id, generation, status=PhotoStatus.QUEUED.value):
+        if claim_next_generation(photos, photo_id, generation, planned=True, status=PhotoStatus.QUEUED.value):
             schedule_photo(rt.redis, photo_id, generation + 1, exc.delay)
         log.info("photo %s rescheduled in %.1f s: %s", photo_id, exc.delay, exc.message)
         return "rescheduled"

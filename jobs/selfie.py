@@ -27,7 +27,7 @@ def process_selfie_job(selfie_id: int, image_key: str) -> str:
         ).value
     except RetryLater as exc:
         generation = current_job_generation()
-        if claim_next_generation(selfies, selfie_id, generation):
+        if claim_next_generation(selfies, selfie_id, generation, planned=True):
             enqueue_selfie(rt.redis, selfie_id, image_key, generation + 1, delay=exc.delay)
         log.info("selfie %s rescheduled in %.1f s: %s", selfie_id, exc.delay, exc.message)
         return "rescheduled"

@@ -40,9 +40,14 @@ def derived_key(original_key: str, kind: str) -> str:
     return f"{head}/{kind}/{rest.rsplit('.', 1)[0]}.jpg"
 
 
-def claim_next_generation(table, row_id: int, generation: int, **values: object) -> bool:  # type: ignore[no-untyped-def]
+def claim_next_generation(table, row_id: int, generation: int, *, planned: bool = False, **values: object) -> bool:  # type: ignore[no-untyped-def]
     """Move a photo or selfie to its next job generation if it is still at ``generation``
-    (compare-and-set, so two sweepers or a sweeper and a rescheduling job never both enqueue)."""
+    (compare-and-set, so two sweepers or a sweeper and a rescheduling job never both enqueue).
+
+    ``planned``: the new generation is a provider wait, not a recovery from a crash, so it does not
+    count against the sweeper's cap (``jobs.maintenance.MAX_GENERATIONS``)."""
+    if planned:
+        values["planned_generations"] = table.c.planned_generations + 1
     with db.transaction() as conn:
         return bool(
             conn.execute(

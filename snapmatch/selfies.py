@@ -94,6 +94,7 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
                 error_code=None,
                 error_message=None,
                 enqueue_count=generation,
+                planned_generations=generation,  # a new upload starts with no crashes against it
                 updated_at=now,
             )
         )

@@ -106,3 +106,17 @@ def test_a_permanent_provider_error_fails_the_selfie_at_once(rekognition_env, fa
     assert (row.status, row.error_code) == ("failed", "provider_rejected")
     assert fake.stats()["calls"]["IndexFaces"] == 1
     assert ScheduledJobRegistry(queue=queue).get_job_ids() == []
+
+
+def test_a_provider_wait_is_a_planned_generation_not_a_crash(rekognition_env, fake, redis_url, face_images) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13, item 13: a reschedule for a provider wait is counted apart from crash re-enqueues."""
+    from jobs.maintenance import crashes
+    from snapmatch.schema import photos
+
+    fake.configure(throttle_rate=1.0, retry_after=30)
+    (photo_id,) = ingest_all([compose([head_crop(face_images / "obama.jpg")], size=(900, 700), seed=1)])
+    connection = redis_lib.Redis.from_url(redis_url)
+    SimpleWorker([Queue("photos", connection=connection)], connection=connection).work(burst=True)
+    row = _row(photos, photo_id)
+    assert (row.status, row.enqueue_count, row.planned_generations) == ("queued", 1, 1)
+    assert crashes(row.enqueue_count, row.planned_generations) == 0
