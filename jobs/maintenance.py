@@ -15,9 +15,16 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from jobs.queues import enqueue_photos, enqueue_selfie, photo_job_id, selfie_job_id
+from jobs.queues import (
+    enqueue_photos,
+    enqueue_provider_deletions,
+    enqueue_selfie,
+    photo_job_id,
+    provider_deletions_job_id,
+    selfie_job_id,
+)
 from jobs.worker_liveness import liveness_key
-from snapmatch import db
+from snapmatch import db, provider_deletions
 from snapmatch.pipeline import claim_next_generation, mark_photo_failed, mark_selfie_failed
 from snapmatch.redis_client import get_redis, key
 from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
@@ -169,18 +176,40 @@ def sweep() -> dict[str, int]:
     }
     if any(result.values()):
         log.warning("sweeper: %s", result)
+    deletions = _drain_provider_deletions(redis)
+    if deletions:
+        log.info("sweeper: provider face deletions enqueued for %d event(s)", deletions)
     return result
 
 
-def delete_provider_faces(event_id: int, face_ids: list[str]) -> int:
-    """Delete faces from the event's provider collection (a selfie deleted or replaced)."""
+def delete_pending_provider_faces(event_id: int) -> int:
+    """Delete the faces recorded for deletion in the event's provider collection, then the records."""
     from jobs.runtime import get_runtime
     from snapmatch.faces import CollectionFaceEngine
 
     engine = get_runtime().engine
     if not isinstance(engine, CollectionFaceEngine):
         return 0
-    return len(engine.delete_faces(event_id, face_ids))
+    rows = provider_deletions.pending(event_id)
+    if rows:
+        # Faces already gone (deleted before, or the collection with them) count as done too.
+        engine.delete_faces(event_id, [face_id for _, face_id in rows])
+        provider_deletions.done([row_id for row_id, _ in rows])
+    return len(rows)
+
+
+def _drain_provider_deletions(redis: Redis) -> int:
+    """Enqueue the deletion job of every event with recorded provider deletions and no live job."""
+    if get_settings().FACE_ENGINE != "rekognition":
+        return 0
+    event_ids = provider_deletions.events_with_pending()
+    if not event_ids:
+        return 0
+    alive = live_jobs(redis, [provider_deletions_job_id(e) for e in event_ids])
+    waiting = [e for e in event_ids if provider_deletions_job_id(e) not in alive]
+    for event_id in waiting:
+        enqueue_provider_deletions(redis, event_id)
+    return len(waiting)
 
 
 def purge_orphan_provider_faces(event_id: int) -> int:

@@ -120,3 +120,56 @@ def test_a_provider_wait_is_a_planned_generation_not_a_crash(rekognition_env, fa
     row = _row(photos, photo_id)
     assert (row.status, row.enqueue_count, row.planned_generations) == ("queued", 1, 1)
     assert crashes(row.enqueue_count, row.planned_generations) == 0
+
+
+def test_delete_my_face_data_with_redis_down_answers_204_and_the_sweeper_deletes_the_face(  # type: ignore[no-untyped-def]
+    rekognition_env, fake, redis_url, face_images, make_user, monkeypatch
+) -> None:
+    """Issue 13, item 14: the provider-side deletion is recorded in the database with the selfie's
+    deletion, so a Redis outage cannot lose it; the sweeper has it done once Redis answers."""
+    from jobs.maintenance import sweep
+    from jobs.queues import enqueue_selfie
+    from snapmatch import accounts, db, events, selfies
+    from snapmatch.schema import provider_face_deletions
+    from snapmatch.settings import get_settings
+    from snapmatch.storage import open_storage
+    from tests.conftest import free_port
+    from tests.workload import make_event
+    from webapp import attendee, create_app
+
+    event = make_event()
+    email, token = make_user("attendee")
+    user = accounts.find_user(email)
+    events.join_event(user, event.id, event.access_code)
+    settings = get_settings()
+    upload = selfies.put_selfie(
+        user,
+        event.id,
+        io.BytesIO(variant(face_images / "obama.jpg", seed=2)),
+        storage=open_storage(settings.STORAGE_URL),
+        settings=settings,
+        tmp_dir=scratch_dir(),
+    )
+    connection = redis_lib.Redis.from_url(redis_url)
+    enqueue_selfie(connection, upload.selfie_id, upload.image_key, upload.generation)
+    SimpleWorker([Queue("selfies", connection=connection)], connection=connection).work(burst=True)
+    face_id = selfies.get_selfie(user, event.id).provider_face_id
+    collection = f"{settings.REKOGNITION_COLLECTION_PREFIX}-event-{event.id}"
+    assert face_id in fake.faces(collection)
+
+    dead = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    monkeypatch.setattr(attendee, "redis", lambda: dead)
+    client = create_app({"TESTING": True}).test_client()
+    resp = client.delete(f"/api/events/{event.id}/selfie", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 204
+    assert selfies.get_selfie(user, event.id) is None
+    with db.connection() as conn:
+        assert conn.execute(select(provider_face_deletions.c.provider_face_id)).scalars().all() == [face_id]
+    assert face_id in fake.faces(collection)
+
+    sweep()  # Redis answers again
+    SimpleWorker([Queue("maintenance", connection=connection)], connection=connection).work(burst=True)
+    assert face_id not in fake.faces(collection)
+    with db.connection() as conn:
+        assert conn.execute(select(provider_face_deletions.c.id)).all() == []
+    assert sweep() and Queue("maintenance", connection=connection).count == 0  # nothing left to enqueue
