@@ -101,12 +101,22 @@ def schedule_photo(connection: Redis, photo_id: int, generation: int, delay: flo
     return queue.enqueue_in(timedelta(seconds=delay), "jobs.photo.process_photo_job", photo_id, **options).id
 
 
-def enqueue_provider_face_deletion(connection: Redis, event_id: int, face_ids: list[str]) -> None:
-    get_queue(QueueName.MAINTENANCE, connection).enqueue(
-        "jobs.maintenance.delete_provider_faces",
-        event_id,
-        face_ids,
-        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
+def provider_deletions_job_id(event_id: int) -> str:
+    return f"provider-deletions-{event_id}"
+
+
+def enqueue_provider_deletions(connection: Redis, event_id: int) -> str:
+    """Delete the event's faces recorded in ``provider_face_deletions`` at the provider. The rows are
+    the truth: the sweeper enqueues this again for as long as any remain, so no RQ retry is needed."""
+    return (
+        get_queue(QueueName.MAINTENANCE, connection)
+        .enqueue(
+            "jobs.maintenance.delete_pending_provider_faces",
+            event_id,
+            job_id=provider_deletions_job_id(event_id),
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            description=f"provider face deletions of event {event_id}",
+        )
+        .id
     )

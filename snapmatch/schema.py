@@ -232,6 +232,22 @@ user_sessions = Table(
 # [/area: security]
 
 # [area: robustness, issue 13] add below this line
+# Generations started on purpose (a provider asked us to wait, a selfie was replaced), as opposed to
+# re-enqueues after a crash: the sweeper's cap on crashes counts enqueue_count - planned_generations.
+photos.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+selfies.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+
+# Faces to delete from a provider's collection ("delete my face data", a replaced selfie): written in
+# the transaction that forgets the selfie, so the deletion survives Redis being down; the sweeper
+# enqueues the job that deletes them there and then removes these rows.
+provider_face_deletions = Table(
+    "provider_face_deletions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, nullable=False, index=True),
+    Column("provider_face_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: robustness]
 
 # [area: matching, issue 14] add below this line

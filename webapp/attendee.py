@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from redis import RedisError
 from sqlalchemy import func, select
 
-from jobs.queues import enqueue_provider_face_deletion, enqueue_selfie
+from jobs.queues import enqueue_provider_deletions, enqueue_selfie
 from snapmatch import cache, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
@@ -48,9 +48,9 @@ def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     job_id = None
     try:
-        if result.stale_provider_face_id:
-            enqueue_provider_face_deletion(redis(), event_id, [result.stale_provider_face_id])
         job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
+        if result.stale_provider_face_id:
+            enqueue_provider_deletions(redis(), event_id)  # recorded in the database: the sweeper also does it
     except RedisError as exc:
         log.warning("selfie %s not enqueued, the sweeper will retry: %s", result.selfie_id, exc)
     return jsonify({"status": "processing", "selfie_id": result.selfie_id, "job_id": job_id}), 202
@@ -85,7 +85,10 @@ def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     provider_face_id = selfies.delete_selfie(user, event_id, storage=storage())
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     if provider_face_id:
-        enqueue_provider_face_deletion(redis(), event_id, [provider_face_id])
+        try:
+            enqueue_provider_deletions(redis(), event_id)
+        except RedisError as exc:  # the deletion is recorded in the database: the sweeper enqueues it
+            log.warning("provider deletion for event %s not enqueued now, the sweeper will: %s", event_id, exc)
     return Response(status=204)
 
 
