@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db, imaging, progress
-from snapmatch.cache import invalidate_my_photos
+from snapmatch.cache import invalidate_event_photos, invalidate_my_photos
 from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater
 from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
 from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
@@ -214,6 +214,7 @@ def process_photo(
         mark_photo_failed(photo_id, exc.code, exc.message, redis, status=PhotoStatus.QUOTA_EXCEEDED)
         return Outcome.FAILED
     invalidate_my_photos(redis, row.event_id, result.matched_user_ids)
+    invalidate_event_photos(redis, row.event_id)
     progress.publish(redis, row.batch_id, Stage.FACES_INDEXED, photo_id, faces=len(detected))
     progress.publish(redis, row.batch_id, Stage.DONE, photo_id, faces=len(detected))
     publish_batch_done_if_finished(redis, row.batch_id)

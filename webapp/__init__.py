@@ -56,6 +56,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: analysis]
 
     # [area: operations, issue 16] extensions and blueprints below this line
+    from snapmatch import metrics as prometheus_files
+    from webapp import metrics
+
+    prometheus_files.remove_dead_process_files()
+    app.register_blueprint(metrics.bp)
     # [/area: operations]
 
     # [area: pages, issue 15] extensions and blueprints below this line

@@ -98,14 +98,9 @@ def my_photos():  # type: ignore[no-untyped-def]
     event_id = _event_id_arg()
     events.joined_event(user, event_id)
     status = _selfie_status(user, event_id)
-    cache_key = cache.my_photos_key(event_id, user.id)
-    try:
-        found = cache.get_json(redis(), cache_key)
-    except RedisError:
-        found = None
-    if found is None:
-        found = selfies.my_photos(user, event_id)
-        cache.set_json(redis(), cache_key, found)
+    found = cache.cached(
+        redis(), cache.CacheName.MY_PHOTOS, (event_id, user.id), lambda: selfies.my_photos(user, event_id)
+    )
     return jsonify({"status": status["status"], "photos": found})
 
 
@@ -116,6 +111,17 @@ def all_photos():  # type: ignore[no-untyped-def]
     events.viewable_event(current_user(), event_id)
     page = max(1, request.args.get("page", 1, type=int) or 1)
     per_page = min(200, max(1, request.args.get("per_page", 50, type=int) or 50))
+    total, rows = cache.cached(
+        redis(),
+        cache.CacheName.ALL_PHOTOS,
+        (event_id,),
+        lambda: _event_photos_page(event_id, page, per_page),
+        (page, per_page),
+    )
+    return jsonify({"event_id": event_id, "page": page, "per_page": per_page, "total": total, "photos": rows})
+
+
+def _event_photos_page(event_id: int, page: int, per_page: int) -> tuple[int, list[dict[str, object]]]:
     done = (photos.c.event_id == event_id) & (photos.c.status == PhotoStatus.DONE.value)
     with db.connection() as conn:
         total = conn.execute(select(func.count()).select_from(photos).where(done)).scalar()
@@ -126,24 +132,16 @@ def all_photos():  # type: ignore[no-untyped-def]
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-    return jsonify(
+    return total, [
         {
-            "event_id": event_id,
-            "page": page,
-            "per_page": per_page,
-            "total": total,
-            "photos": [
-                {
-                    "photo_id": r.id,
-                    "thumbnail_url": f"/api/photos/{r.id}/thumbnail",
-                    "width": r.width,
-                    "height": r.height,
-                    "faces": r.face_count,
-                }
-                for r in rows
-            ],
+            "photo_id": r.id,
+            "thumbnail_url": f"/api/photos/{r.id}/thumbnail",
+            "width": r.width,
+            "height": r.height,
+            "faces": r.face_count,
         }
-    )
+        for r in rows
+    ]
 
 
 def _visible_photo(photo_id: int):  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
 from webapp.errors import json_body
+from webapp.metrics import count_uploads
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
@@ -83,6 +84,7 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
         for f in files
     ]
     queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
+    count_uploads(r.status for r in results)
     progress.publish_many(
         redis(),
         batch_id,

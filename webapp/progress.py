@@ -9,7 +9,7 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from snapmatch import progress
+from snapmatch import metrics, progress
 from snapmatch.errors import SnapmatchError
 from snapmatch.schema import Role
 from webapp.auth import require_user
@@ -34,6 +34,10 @@ def batch_events(batch_id: str):  # type: ignore[no-untyped-def]
     conn = redis()
 
     def generate():  # type: ignore[no-untyped-def]
+        with metrics.PROGRESS_STREAMS_OPEN.track_inprogress():
+            yield from _events()
+
+    def _events():  # type: ignore[no-untyped-def]
         nonlocal last_id
         yield "retry: 2000\n\n"
         deadline = time.monotonic() + MAX_STREAM_SECONDS
