@@ -57,10 +57,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # [area: operations, issue 16] extensions and blueprints below this line
     from snapmatch import metrics as prometheus_files
-    from webapp import metrics
+    from webapp import metrics, rq_dashboard_mount
 
     prometheus_files.remove_dead_process_files()
     app.register_blueprint(metrics.bp)
+    rq_dashboard_mount.init_app(app, settings.REDIS_URL)
     # [/area: operations]
 
     # [area: pages, issue 15] extensions and blueprints below this line

@@ -50,7 +50,9 @@ def test_only_admins_reach_the_admin_api(client, make_user) -> None:  # type: ig
         _, token = make_user(role)
         for path in paths:
             assert client.get(path, headers=auth(token)).status_code == 403, path
-        assert client.post("/api/admin/queue/failed/requeue", json={"all": True}, headers=auth(token)).status_code == 403
+        assert (
+            client.post("/api/admin/queue/failed/requeue", json={"all": True}, headers=auth(token)).status_code == 403
+        )
     for path in paths:
         assert client.get(path).status_code in (401, 302), path
 
