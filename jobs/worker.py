@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from rq import Worker
 
 from jobs.logs import quiet_maintenance_logs
-from jobs.queues import PAUSE_POLL_SECONDS, WORKER_QUEUES, PausableQueue, get_queue
+from jobs.queues import PAUSE_POLL_SECONDS, WORKER_QUEUES, PausableQueue
 from jobs.runtime import get_runtime
 from jobs.worker_liveness import LivenessBeacon
 from snapmatch import metrics
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     metrics.remove_dead_process_files()
     metrics.share_with_horses()
-    worker = SnapmatchWorker([get_queue(q, redis) for q in WORKER_QUEUES], connection=redis, name=name)
+    worker = SnapmatchWorker([q.value for q in WORKER_QUEUES], connection=redis, name=name)
     worker.log_result_lifespan = False  # "result is kept for 500 seconds" after every job says nothing
     beacon = LivenessBeacon(redis, worker.name)
     beacon.start()

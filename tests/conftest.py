@@ -181,9 +181,10 @@ class Processes:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                if requests.get(url + "/healthz", timeout=1).ok:
+                # A busy 2-core machine can take seconds to import the app in a fresh worker.
+                if requests.get(url + "/healthz", timeout=5).ok:
                     return url
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         raise RuntimeError(f"web server did not start; see {self.log_dir / 'web.log'}")
 
