@@ -3,8 +3,6 @@ batch, its figures equal what the admin API says; only admins or loopback may re
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,7 +42,9 @@ def test_metrics_match_the_admin_api_across_processes(env, processes, tmp_path) 
         resp = photographer.post(f"{url}/api/events/{event['id']}/photos", files=files)
         assert resp.status_code == 202
         batch_ids.append(resp.json()["batch_id"])
-    dup = photographer.post(f"{url}/api/events/{event['id']}/photos", files=[("files", ("again.jpg", jpeg(320, 240, seed=0)))])
+    dup = photographer.post(
+        f"{url}/api/events/{event['id']}/photos", files=[("files", ("again.jpg", jpeg(320, 240, seed=0)))]
+    )
     assert dup.json()["photos"][0]["status"] == "duplicate"
     bad = photographer.post(f"{url}/api/events/{event['id']}/photos", files=[("files", ("x.jpg", b"not an image"))])
     assert bad.json()["photos"][0]["status"] == "rejected"
