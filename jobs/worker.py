@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_maintenance_logs()
 
     runtime = get_runtime()  # loads models now, before any fork
+    if runtime.settings.WORKER_NICE > 0:
+        os.nice(runtime.settings.WORKER_NICE)
     # Import the job modules (and SQLAlchemy behind them) once here too: a forked work horse would
     # otherwise import them for every job (~110 ms each, measured in bench/rq_overhead.py).
     import jobs.maintenance

@@ -228,6 +228,12 @@ def mark_selfie_failed(selfie_id: int, code: str, message: str) -> None:
             .where(selfies.c.id == selfie_id, selfies.c.status == SelfieStatus.PROCESSING.value)
             .values(status=SelfieStatus.FAILED.value, error_code=code, error_message=message, updated_at=db.utcnow())
         )
+        row = conn.execute(select(selfies.c.event_id, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
+    if row is not None:
+        # "my photos" shows the selfie's status: the next read must say it failed.
+        from snapmatch.redis_client import get_redis
+
+        invalidate_my_photos(get_redis(), row.event_id, [row.user_id])
 
 
 def process_selfie(

@@ -110,6 +110,9 @@ class Settings:
     # HTTP rate limits (flask-limiter notation). Uploads count files, not requests (see README).
     UPLOAD_RATE_LIMIT: str = field(default_factory=lambda: _env_str("UPLOAD_RATE_LIMIT", "100/minute"))
     MY_PHOTOS_RATE_LIMIT: str = field(default_factory=lambda: _env_str("MY_PHOTOS_RATE_LIMIT", "60/minute"))
+    # Worker processes lower their CPU priority by this much, so web requests on a shared machine
+    # are answered first and the backlog takes the rest of the CPU (0 = same priority).
+    WORKER_NICE: int = field(default_factory=lambda: _env_int("WORKER_NICE", 10))
     # [/area: operations]
 
     # [area: pages, issue 15] add below this line

@@ -96,12 +96,16 @@ def _event_id_arg() -> int:
 def my_photos():  # type: ignore[no-untyped-def]
     user = current_user()
     event_id = _event_id_arg()
-    events.joined_event(user, event_id)
-    status = _selfie_status(user, event_id)
-    found = cache.cached(
-        redis(), cache.CacheName.MY_PHOTOS, (event_id, user.id), lambda: selfies.my_photos(user, event_id)
+    # The whole answer is cached: membership is never taken back, and a selfie's status change
+    # invalidates it like a match does. A refused read raises inside and is never cached.
+    return jsonify(
+        cache.cached(redis(), cache.CacheName.MY_PHOTOS, (event_id, user.id), lambda: _my_photos(user, event_id))
     )
-    return jsonify({"status": status["status"], "photos": found})
+
+
+def _my_photos(user, event_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    events.joined_event(user, event_id)
+    return {"status": _selfie_status(user, event_id)["status"], "photos": selfies.my_photos(user, event_id)}
 
 
 @bp.get("/api/all-photos")
