@@ -19,11 +19,12 @@ from jobs.requeue import (
 from jobs.schedules import last_runs
 from snapmatch import cache, db
 from snapmatch.costs import CostTracker
-from snapmatch.errors import NotFound, SnapmatchError
+from snapmatch.errors import NotFound
 from snapmatch.limiter import ProviderLimiter, limits_for
 from snapmatch.schema import Role, events, photos
 from webapp.auth import require_user
 from webapp.errors import json_body
+from webapp.params import MAX_ID, InvalidParameter, MissingParameter, int_field, parse_int, str_field
 from webapp.services import redis, settings
 
 bp = Blueprint("admin", __name__)
@@ -94,18 +95,8 @@ def resume(name: str):  # type: ignore[no-untyped-def]
 
 def _id_list(value: object, field: str) -> tuple[int, ...]:
     if not isinstance(value, list) or len(value) > MAX_PER_REQUEST:
-        raise SnapmatchError(f"`{field}` must be a list of at most {MAX_PER_REQUEST} ids.", code="invalid_request")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63 for v in value):
-        raise SnapmatchError(f"`{field}` must hold positive integer ids.", code="invalid_request")
-    return tuple(value)
-
-
-def _short_text(value: object, field: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_CODE_LENGTH:
-        raise SnapmatchError(
-            f"`{field}` must be a string of 1 to {MAX_CODE_LENGTH} characters.", code="invalid_request"
-        )
-    return value
+        raise InvalidParameter(f"{field} must be a list of at most {MAX_PER_REQUEST} ids.")
+    return tuple(parse_int(field, v, 1, MAX_ID) for v in value)
 
 
 def requeue_filter(body: dict) -> RequeueFilter | None:
@@ -115,28 +106,26 @@ def requeue_filter(body: dict) -> RequeueFilter | None:
     known = {"job_id", "photo_id", "photo_ids", "error_code", "status", "event_id", "all"}
     unknown = set(body) - known
     if unknown:
-        raise SnapmatchError(f"Unknown field(s): {', '.join(sorted(unknown))[:100]}.", code="invalid_request")
+        raise InvalidParameter(f"Unknown field(s): {', '.join(sorted(unknown))[:100]}.")
     if not body:
-        raise SnapmatchError(
-            "Say what to requeue: job_id, photo_ids, error_code, status, or all: true.", code="invalid_request"
-        )
+        raise MissingParameter("Say what to requeue: job_id, photo_ids, error_code, status, or all: true.")
     if "job_id" in body:
         return None
     photo_ids: tuple[int, ...] = ()
     if "photo_id" in body:
-        photo_ids = _id_list([body["photo_id"]], "photo_id")
+        photo_ids = (parse_int("photo_id", body["photo_id"], 1, MAX_ID),)
     if "photo_ids" in body:
         photo_ids += _id_list(body["photo_ids"], "photo_ids")
     statuses: tuple[str, ...] = ()
-    if "status" in body:
-        status = _short_text(body["status"], "status")
+    status = str_field(body, "status", max_length=MAX_CODE_LENGTH, required=False)
+    if status is not None:
         if status not in REQUEUABLE_STATUSES:
-            raise SnapmatchError(f"`status` must be one of {', '.join(REQUEUABLE_STATUSES)}.", code="invalid_request")
+            raise InvalidParameter(f"status must be one of {', '.join(REQUEUABLE_STATUSES)}.")
         statuses = (status,)
-    error_code = _short_text(body["error_code"], "error_code") if "error_code" in body else None
-    event_id = _id_list([body["event_id"]], "event_id")[0] if "event_id" in body else None
+    error_code = str_field(body, "error_code", max_length=MAX_CODE_LENGTH, required=False)
+    event_id = int_field(body, "event_id", minimum=1, required=False)
     if not (photo_ids or statuses or error_code or event_id or body.get("all") is True):
-        raise SnapmatchError("Send `all: true` to requeue every failed photo.", code="invalid_request")
+        raise InvalidParameter("Send all: true to requeue every failed photo.")
     return RequeueFilter(photo_ids=photo_ids, statuses=statuses, error_code=error_code, event_id=event_id)
 
 
@@ -146,7 +135,8 @@ def requeue_failed():  # type: ignore[no-untyped-def]
     body = json_body()
     chosen = requeue_filter(body)
     if chosen is None:
-        return jsonify({"requeued": requeue_job(redis(), _short_text(body["job_id"], "job_id"))})
+        job_id = str_field(body, "job_id", max_length=200)
+        return jsonify({"requeued": requeue_job(redis(), job_id)})  # type: ignore[arg-type]
     return jsonify({"requeued": requeue_photos(redis(), chosen)})
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import html
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, request
 from flask_wtf.csrf import generate_csrf
 
-from webapp.auth import current_user
+from webapp.auth import current_user, login_redirect
 from webapp.errors import api_error
 
 URL_PREFIX = "/admin/rq"
@@ -48,7 +48,7 @@ def _guard():  # type: ignore[no-untyped-def]
     user = current_user()
     if user is None:
         if _wants_html():
-            return redirect(f"/login?next={request.full_path.rstrip('?')}")
+            return login_redirect()
         return api_error(401, "unauthorized", "Sign in as an admin, or send `Authorization: Bearer <token>`.")
     if not user.is_admin:
         return api_error(403, "role_required", "rq-dashboard is for admins.")
