@@ -17,6 +17,7 @@ from webapp.auth import current_user, require_user
 from webapp.bodylimits import upload_limit
 from webapp.errors import json_body
 from webapp.params import id_arg, int_arg
+from webapp.request_limits import my_photos_rate_limit
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("attendee", __name__)
@@ -94,6 +95,7 @@ def _event_id_arg() -> int:
 
 
 @bp.get("/api/my-photos")
+@my_photos_rate_limit
 @require_user(Role.ATTENDEE)
 def my_photos():  # type: ignore[no-untyped-def]
     user = current_user()

@@ -116,7 +116,7 @@ def test_requeue_goes_through_the_database_and_never_twice(client, admin, upload
     bad = client.post("/api/admin/queue/failed/requeue", json={"status": "done"}, headers=auth(admin))
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_parameter"
     assert client.post("/api/admin/queue/failed/requeue", json={}, headers=auth(admin)).status_code == 400
-    bad_ids = client.post("/api/admin/queue/failed/requeue", json={"photo_ids": ["1"]}, headers=auth(admin))
+    bad_ids = client.post("/api/admin/queue/failed/requeue", json={"photo_ids": ["one"]}, headers=auth(admin))
     assert bad_ids.status_code == 400
 
 
