@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +74,7 @@ def _photo_status(photo_id: int) -> str:
         return conn.execute(photos.select().where(photos.c.id == photo_id)).first().status
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_admin_requeues_a_failed_photo_and_others_are_refused(
     env, processes, browser, attacker_site, redis_url
 ) -> None:  # type: ignore[no-untyped-def]
@@ -104,8 +106,10 @@ def test_admin_requeues_a_failed_photo_and_others_are_refused(
     row = admin.locator(f"[data-failed-photo-id='{photo_id}']")
     expect(row).to_be_visible(timeout=15000)
     expect(row).to_contain_text("processing_error")
-    expect(admin.locator("#queues [data-queue=photos]")).to_be_visible()
-    expect(admin.locator("#schedules [data-schedule=sweep]")).to_be_visible()
+    expect(admin.locator("#queues tr[data-queue=photos]")).to_be_visible()
+    expect(admin.locator("#schedules tr[data-schedule=sweep]")).to_be_visible()
+    if os.environ.get("SNAPMATCH_SCREENSHOTS"):
+        admin.screenshot(path=os.path.join(os.environ["SNAPMATCH_SCREENSHOTS"], "admin.png"), full_page=True)
     row.locator("[data-action=requeue-photo]").click()
     deadline = time.time() + 90
     while _photo_status(photo_id) != "done":
@@ -114,16 +118,31 @@ def test_admin_requeues_a_failed_photo_and_others_are_refused(
     expect(admin.locator(f"[data-failed-photo-id='{photo_id}']")).to_have_count(0, timeout=15000)
     assert admin.evaluate("window.__pwned") is None
 
-    # rq-dashboard for the admin, with a job whose description carries markup.
-    Queue("maintenance", connection=r).enqueue("jobs.schedules.record_queue_history", description=XSS)
+    # rq-dashboard for the admin, with a waiting job whose description carries markup.
+    r.sadd("snapmatch:paused-queues", "photos")  # the worker leaves the queue alone
+    time.sleep(6)  # a pause takes effect within 5 s
+    Queue("photos", connection=r).enqueue("jobs.schedules.record_queue_history", description=XSS)
     dash = admin.context.new_page()
-    dash.goto(f"{url}/admin/rq/0/view/jobs/maintenance/queued/8/asc/1")
+    dash.goto(f"{url}/admin/rq/0/view/jobs/photos/queued/8/asc/1")
     expect(dash.locator("body")).to_contain_text("onerror", timeout=15000)  # shown as text
     assert dash.evaluate("window.__pwned") is None
+    assert Queue("photos", connection=r).count == 1
+
+    # rq-dashboard's own Empty button works for the admin (the CSRF token is injected).
+    if os.environ.get("SNAPMATCH_SCREENSHOTS"):
+        dash.screenshot(path=os.path.join(os.environ["SNAPMATCH_SCREENSHOTS"], "rq.png"), full_page=True)
+    dash.locator("#empty-btn").click(timeout=10000)
+    dash.locator("#confirmation-modal-yes").click()
+    deadline = time.time() + 10
+    while Queue("photos", connection=r).count and time.time() < deadline:
+        time.sleep(0.2)
+    assert Queue("photos", connection=r).count == 0
 
     # A cross-site page posts to rq-dashboard's actions with the admin's browser: nothing happens.
     Queue("photos", connection=r).enqueue("jobs.schedules.record_queue_history")
-    r.sadd("snapmatch:paused-queues", "photos")  # keep it waiting
+    # Even a request that does carry the admin's session cookie (a same-site attacker) needs the token.
+    forged = admin.context.request.post(f"{url}/admin/rq/queue/photos/queued/empty")
+    assert forged.status == 400 and Queue("photos", connection=r).count == 1
     origin, pages = attacker_site
     pages["/attack"] = f"""<html><body>
       <form id=f method=post action="{url}/admin/rq/queue/photos/queued/empty"></form>
@@ -137,15 +156,6 @@ def test_admin_requeues_a_failed_photo_and_others_are_refused(
     evil.wait_for_load_state("networkidle")
     time.sleep(1)
     assert Queue("photos", connection=r).count == 1, "a cross-site POST emptied the queue"
-
-    # The same action from rq-dashboard's own page works for the admin (token injected).
-    dash.goto(f"{url}/admin/rq/0/view/jobs/photos/queued/8/asc/1")
-    dash.locator("#empty-btn").click()
-    dash.locator("#confirmation-modal-yes").click()
-    deadline = time.time() + 10
-    while Queue("photos", connection=r).count and time.time() < deadline:
-        time.sleep(0.2)
-    assert Queue("photos", connection=r).count == 0
 
     for role in ("attendee", "photographer"):
         page = _sign_in(browser, url, f"{role}@example.com")
