@@ -57,7 +57,7 @@ def main() -> int:
     from bench.benchenv import isolated_environment
     from tests.conftest import free_port
 
-    extra = {"SECRET_KEY": "bench-secret", "PROMETHEUS_MULTIPROC_DIR": ""}
+    extra = {"PROMETHEUS_MULTIPROC_DIR": ""}
     if args.database_url:
         extra["DATABASE_URL"] = args.database_url
     tmp, env = isolated_environment("snapmatch-admin-bench-", REDIS_URL, **extra)

@@ -14,6 +14,7 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
     DeferredJobRegistry,
@@ -178,7 +179,7 @@ def job_report(redis: Redis, job_id: str) -> dict[str, Any] | None:
     """One job as RQ knows it: status, queue, attempts and its last error (type and message only)."""
     try:
         job = Job.fetch(job_id, connection=redis)
-    except Exception:  # noqa: BLE001 - rq raises NoSuchJobError or a deserialisation error: both mean "not found"
+    except (NoSuchJobError, DeserializationError):
         return None
     status_value = job.get_status(refresh=False)
     error = None

@@ -42,8 +42,11 @@ class SnapmatchWorker(Worker):
         finally:
             metrics.horse_finished()
 
-    @staticmethod
-    def _observe(job, outcome: str) -> None:  # type: ignore[no-untyped-def]
+    def _observe(self, job, outcome: str) -> None:  # type: ignore[no-untyped-def]
+        if not self.is_horse:
+            # The worker itself records a horse that died (timeout, OOM): re-read the files the
+            # horse wrote before writing to them.
+            metrics.horse_finished()
         job_type = (job.func_name or "unknown").rsplit(".", 1)[-1]
         metrics.JOBS.labels(job.origin, job_type, outcome).inc()
         if job.started_at is not None:
