@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db, imaging, progress
-from snapmatch.cache import invalidate_my_photos
+from snapmatch.cache import invalidate_event_photos, invalidate_my_photos
 from snapmatch.errors import PermanentImageError, ProviderRejected, QuotaExceeded, RetryLater, user_error, user_message
 from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
 from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
@@ -227,6 +227,7 @@ def process_photo(
         mark_photo_failed(photo_id, exc.code, redis)
         return Outcome.FAILED
     invalidate_my_photos(redis, row.event_id, result.matched_user_ids)
+    invalidate_event_photos(redis, row.event_id)
     progress.publish(redis, row.batch_id, Stage.FACES_INDEXED, photo_id, faces=len(detected))
     progress.publish(redis, row.batch_id, Stage.DONE, photo_id, faces=len(detected))
     publish_batch_done_if_finished(redis, row.batch_id)
@@ -251,6 +252,12 @@ def mark_selfie_failed(selfie_id: int, image_key: str, code: str) -> None:
                 updated_at=db.utcnow(),
             )
         )
+        row = conn.execute(select(selfies.c.event_id, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
+    if row is not None:
+        # "my photos" shows the selfie's status: the next read must say it failed.
+        from snapmatch.redis_client import get_redis
+
+        invalidate_my_photos(get_redis(), row.event_id, [row.user_id])
 
 
 def process_selfie(
