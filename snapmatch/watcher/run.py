@@ -46,7 +46,7 @@ from snapmatch.watcher.files import (
 from snapmatch.watcher.state import FileStatus, Outcome, StateStore
 
 DEFAULT_CONCURRENCY = 4
-DEFAULT_FILES_PER_REQUEST = 2
+DEFAULT_FILES_PER_REQUEST = 4  # measured: bench/watcher_bench.py, BENCHMARKS.md
 DEFAULT_MAX_REQUEST_BYTES = 48 * 1024 * 1024
 
 
@@ -172,8 +172,9 @@ class Watcher:
         self.finished = threading.Event()  # one-shot mode: everything found is settled
         self.fatal: ApiError | None = None
         self._dirty: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self._check_q: queue.Queue[Pending] = queue.Queue()
-        self._upload_q: queue.Queue[Pending] = queue.Queue()
+        self._check_q: queue.Queue[Pending | None] = queue.Queue()  # None: wake up, look at stop_event
+        self._upload_q: queue.Queue[Pending | None] = queue.Queue()
+        self._wake = threading.Event()  # the tracker looks again at once (a file was settled or changed)
         self._gate = RetryGate()
         self._lock = threading.Lock()
         self._handed: set[str] = set()  # relpaths owned by the check/upload stages
@@ -204,6 +205,10 @@ class Watcher:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()
+        self._check_q.put(None)
+        for _ in range(max(1, self.options.concurrency)):
+            self._upload_q.put(None)
 
     def join(self) -> None:
         """Wait for every stage to end (in-flight uploads complete and are recorded)."""
@@ -215,7 +220,7 @@ class Watcher:
 
     def _fail_fatally(self, exc: ApiError) -> None:
         self.fatal = self.fatal or exc
-        self.stop_event.set()
+        self.stop()
 
     # ---- tracker: stability, hashing, local state ---------------------------------------------
 
@@ -259,11 +264,13 @@ class Watcher:
                     with self._lock:
                         if not self._handed:
                             self.finished.set()
+                            self.stop()
                             return
                 if self.options.watch and time.monotonic() - last_scan >= self.options.rescan_seconds:
                     self._scan_into_dirty(self.root)
                     last_scan = time.monotonic()
-                self.stop_event.wait(self.options.poll_seconds)
+                self._wake.wait(self.options.poll_seconds)
+                self._wake.clear()
         except Exception as exc:  # noqa: BLE001 - the run must end visibly, not hang without its tracker
             self._fail_fatally(ApiError(0, "watcher_error", f"The folder tracker stopped: {exc}"))
 
@@ -318,6 +325,7 @@ class Watcher:
         with self._lock:
             self._handed.discard(pending.relpath)
         self.counters.add(sending=-1)
+        self._wake.set()
 
     def _back_to_tracker(self, pending: Pending) -> None:
         """The file changed or vanished after hashing: the tracker looks at it afresh."""
@@ -379,10 +387,14 @@ class Watcher:
 
     # ---- checker: which hashes the server lacks --------------------------------------------------
 
-    def _take(self, source: queue.Queue[Pending], limit: int, max_bytes: int | None, linger: float) -> list[Pending]:
+    def _take(
+        self, source: queue.Queue[Pending | None], limit: int, max_bytes: int | None, linger: float
+    ) -> list[Pending]:
         try:
-            first = source.get(timeout=0.2)
+            first = source.get(timeout=1.0)
         except queue.Empty:
+            return []
+        if first is None:
             return []
         taken, size = [first], first.hashed.size
         deadline = time.monotonic() + linger
@@ -390,6 +402,9 @@ class Watcher:
             try:
                 item = source.get(timeout=max(0.0, deadline - time.monotonic())) if linger else source.get_nowait()
             except queue.Empty:
+                break
+            if item is None:
+                source.put(None)  # for the next taker: it is a stop signal
                 break
             if max_bytes is not None and size + item.hashed.size > max_bytes:
                 source.put(item)
