@@ -255,3 +255,47 @@ def test_one_shot_upload_reports_rejects_skips_other_files_resumes_and_locks_the
     assert fresh.wait(timeout=60) == 1  # broken.jpg is checked, sent and rejected again
     summary = stack.summaries("fresh")[-1]
     assert summary["duplicate"] == 5 and summary["rejected"] == 1 and not summary["ok"]
+
+
+def test_login_stores_a_private_token_that_the_watcher_then_uses(processes: Processes, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    start_web(processes, port)
+    url = f"http://127.0.0.1:{port}"
+    probe = requests.post(f"{url}/api/tokens", json={})
+    if probe.status_code in (404, 405):
+        pytest.skip("POST /api/tokens is not on this branch yet (the security area adds it)")
+    email, _ = make_user("photographer")
+    env = {**processes.env, "SNAPMATCH_CONFIG_DIR": str(tmp_path / "config")}
+    env.pop("SNAPMATCH_TOKEN", None)
+
+    def login(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "snapmatch.watcher", "login", "--server", url, "--email", email, "--password-stdin"],
+            input=password + "\n", capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+        )  # fmt: skip
+
+    wrong = login("not the password")
+    assert wrong.returncode == 2 and "Wrong email or password" in wrong.stderr
+    assert not (tmp_path / "config" / "credentials.json").exists()
+
+    done = login("correct horse battery")
+    assert done.returncode == 0, done.stderr
+    credentials = tmp_path / "config" / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    token = json.loads(credentials.read_text())["servers"][url]["token"]
+    assert token not in done.stdout + done.stderr  # never printed
+    created = requests.post(f"{url}/api/events", json={"name": "x"}, headers={"Authorization": f"Bearer {token}"})
+    assert created.status_code == 201
+
+    folder = tmp_path / "card"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg(320, 240, seed=3))
+    os.utime(folder / "a.jpg", (time.time() - 60, time.time() - 60))
+    env["SNAPMATCH_STATE_DIR"] = str(tmp_path / "state")
+    upload = subprocess.run(  # no --server, no --token: both come from the login
+        [sys.executable, "-m", "snapmatch.watcher", "upload", str(folder), "--event", str(created.json()["id"]),
+         "--json"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+    )  # fmt: skip
+    assert upload.returncode == 0, upload.stderr
+    assert json.loads(upload.stdout.splitlines()[-1])["sent"] == 1
