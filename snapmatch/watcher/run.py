@@ -48,6 +48,8 @@ from snapmatch.watcher.state import FileStatus, Outcome, StateStore
 DEFAULT_CONCURRENCY = 4
 DEFAULT_FILES_PER_REQUEST = 4  # measured: bench/watcher_bench.py, BENCHMARKS.md
 DEFAULT_MAX_REQUEST_BYTES = 48 * 1024 * 1024
+# Per-file rejections that are about the server, not the file: retried after a backoff, never final.
+TRANSIENT_REJECTIONS = frozenset({"storage_error", "database_error"})
 
 
 @dataclass
@@ -507,6 +509,9 @@ class Watcher:
                 sent_bytes += len(items[index].data)
             elif status == "duplicate":
                 outcomes.append(Outcome(pending.relpath, FileStatus.DUPLICATE, photo_id))
+            elif status == "rejected" and error.get("code") in TRANSIENT_REJECTIONS:
+                again.append(pending)  # the server's storage or database failed for this file: "upload it again"
+                continue
             elif status == "rejected":
                 outcomes.append(
                     Outcome(pending.relpath, FileStatus.REJECTED, None, error.get("code"), error.get("message"))

@@ -299,3 +299,26 @@ def test_login_stores_a_private_token_that_the_watcher_then_uses(processes: Proc
     )  # fmt: skip
     assert upload.returncode == 0, upload.stderr
     assert json.loads(upload.stdout.splitlines()[-1])["sent"] == 1
+
+
+def test_a_file_the_server_could_not_store_is_sent_again_later(stack: Stack) -> None:
+    folder = stack.tmp / "card"
+    folder.mkdir()
+    photos = {f"S{i}.jpg": jpeg(320, 240, seed=900 + i) for i in range(3)}
+    bad_sha = sha(photos["S0.jpg"])
+    assert all(sha(data)[:2] != bad_sha[:2] for name, data in photos.items() if name != "S0.jpg")
+    # A real OS error on the server: where S0.jpg's storage folder should be, there is a file.
+    media = Path(stack.processes.env["SNAPMATCH_VAR_DIR"]) / "media" / "events" / str(stack.event_id) / "originals"
+    media.mkdir(parents=True, exist_ok=True)
+    blocker = media / bad_sha[:2]
+    blocker.write_bytes(b"in the way")
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+    watcher = stack.watcher("watch", folder, "--quiet-seconds", "0.5")
+    wait_for(lambda: stack.proxy.answers[("S0.jpg", "rejected")] >= 1, 30, "the storage error")
+    assert len(stack.server_photos()) == 2
+    blocker.unlink()
+    wait_for(lambda: len(stack.server_photos()) == 3, 60, "S0.jpg stored after all")
+    assert stop(watcher) == 0, (stack.tmp / "watcher.err").read_text()
+    summary = stack.summaries()[-1]
+    assert summary["sent"] == 3 and summary["rejected"] == 0 and summary["ok"]
