@@ -8,7 +8,9 @@ worker runs: jobs just queue. Each pass writes the photos into a new folder (mti
 card copied earlier), runs the real command as a subprocess into a new event with a fresh state
 directory, and reads its ``--json`` summary.
 
-Printed per pass: wall time of the whole command (interpreter start, imports, scan, hashing, hash
+Before each pass, the same photos are also sent the way ``upload_ack.py`` sends them (one POST per
+file, in turn) into another event: the spine's figure under the same load, for comparison on a
+shared machine. Printed per pass: wall time of the whole command (interpreter start, imports, scan, hashing, hash
 check, uploads, final batch poll), ``to last ack`` (from the watcher's start to the last 202, as
 the summary reports it), and the command's CPU seconds (user + sys, from ``os.wait4``).
 
@@ -76,6 +78,17 @@ def run_watcher(env: dict[str, str], folder: Path, base: str, event_id: int, tok
     return {**summary, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime}
 
 
+def sequential_upload(session, base: str, photos: list[bytes], name: str) -> float:  # type: ignore[no-untyped-def]
+    """The spine's figure under the same load: one POST per file, in turn, on one session."""
+    event_id = session.post(f"{base}/api/events", json={"name": name}).json()["id"]
+    t0 = time.perf_counter()
+    for i, data in enumerate(photos):
+        r = session.post(f"{base}/api/events/{event_id}/photos", files={"files": (f"R_{i:04d}.jpg", data)}, timeout=60)
+        if r.status_code != 202:
+            raise RuntimeError(f"reference upload: HTTP {r.status_code}")
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100)
@@ -118,10 +131,13 @@ def main() -> int:
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
         results: dict[int, list[dict]] = {}
+        reference: list[float] = []
         n = 0
         for per_request in args.files_per_request:
             for _ in range(args.passes):
                 n += 1
+                reference.append(sequential_upload(session, base, photos, f"reference {n}"))
+                print(f"reference (upload_ack.py's client: one POST per file, sequential): {reference[-1]:.2f} s")
                 folder = tmp / f"card{n}"
                 folder.mkdir()
                 old = time.time() - 60
@@ -139,6 +155,10 @@ def main() -> int:
                     f" end {r['seconds']:.2f} s, watcher CPU {r['cpu']:.2f} s, {r['requests']} upload requests"
                 )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"reference, same server and load: {statistics.median(reference):.2f} s for the same photos "
+            f"(median of {len(reference)}, one before each watcher pass)"
+        )
         for per_request, runs in results.items():
             wall = statistics.median(r["wall"] for r in runs)
             ack = statistics.median(r["seconds_to_last_ack"] for r in runs)

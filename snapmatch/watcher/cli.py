@@ -13,6 +13,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -234,8 +235,8 @@ def _send(args: argparse.Namespace, server: str, token: str, root: Path, store: 
                 watcher.stop_event.wait(0.2)
             watcher.stop()
             watcher.join()
-            if args.wait and not interrupted and watcher.fatal is None:
-                _wait_processed(watcher)
+            if args.wait and watcher.fatal is None:
+                _wait_processed(watcher, lambda: interrupted)
             watcher.refresh_server_counts()
     finally:
         for sig, handler in previous.items():
@@ -249,11 +250,13 @@ def _send(args: argparse.Namespace, server: str, token: str, root: Path, store: 
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def _wait_processed(watcher: Watcher) -> None:
-    while not watcher.finished.wait(0):
+def _wait_processed(watcher: Watcher, interrupted: Callable[[], bool]) -> None:
+    """``upload --wait``: poll the batch until nothing in it is queued or processing (or Ctrl-C)."""
+    while not interrupted():
         watcher.refresh_server_counts()
-        if watcher.counters.server.in_progress == 0 or watcher.stop_event.wait(1.0):
+        if watcher.counters.first_send is None or watcher.counters.server.in_progress == 0:
             return
+        time.sleep(1.0)
 
 
 def _summary(args, server, root, watcher, counters, problems, interrupted) -> Summary:  # type: ignore[no-untyped-def]

@@ -322,3 +322,16 @@ def test_a_file_the_server_could_not_store_is_sent_again_later(stack: Stack) -> 
     assert stop(watcher) == 0, (stack.tmp / "watcher.err").read_text()
     summary = stack.summaries()[-1]
     assert summary["sent"] == 3 and summary["rejected"] == 0 and summary["ok"]
+
+
+def test_upload_wait_returns_once_the_server_has_processed_the_batch(stack: Stack) -> None:
+    folder = stack.tmp / "card"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"W{i}.jpg").write_bytes(jpeg(320, 240, seed=700 + i))
+        os.utime(folder / f"W{i}.jpg", (time.time() - 60, time.time() - 60))
+    run = stack.watcher("upload", folder, "--wait")
+    assert run.wait(timeout=120) == 0, (stack.tmp / "watcher.err").read_text()
+    summary = stack.summaries()[-1]
+    assert summary["sent"] == 3
+    assert summary["server_processed"] == 3 and summary["server_in_progress"] == 0
