@@ -39,11 +39,10 @@ class AuthError(ApiError):
 class TransientError(Exception):
     """Worth retrying: no connection, a timeout, 5xx, 429 or 503. ``retry_after`` when the server said."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, maybe_processed: bool = True) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        self.maybe_processed = maybe_processed
 
 
 def is_retryable_status(status: int) -> bool:
@@ -133,9 +132,7 @@ class Api:
                 method, self.server + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs
             )
         except requests.ConnectionError as exc:
-            # A refused connection never reached the server; a reset after sending might have.
-            refused = "refused" in str(exc).lower() or isinstance(exc, requests.ConnectTimeout)
-            raise TransientError("the server cannot be reached", maybe_processed=not refused) from exc
+            raise TransientError("the server cannot be reached") from exc
         except requests.Timeout as exc:
             raise TransientError("the server did not answer in time") from exc
         if is_retryable_status(response.status_code):
@@ -143,7 +140,6 @@ class Api:
             raise TransientError(
                 f"the server answered {response.status_code} ({code})",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                maybe_processed=response.status_code not in (429, 503),
             )
         if response.status_code in (401, 403):
             code, message = error_of(response)

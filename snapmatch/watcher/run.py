@@ -260,8 +260,10 @@ class Watcher:
                     if self._evaluate(relpath, path, stability):
                         del tracked[relpath]
                         stability.forget(relpath)
+                with self._lock:
+                    waiting = sum(1 for relpath in tracked if relpath not in self._handed)
                 with self.counters.lock:
-                    self.counters.waiting = len(tracked)
+                    self.counters.waiting = waiting
                 if not self.options.watch and not tracked and self._dirty.empty():
                     with self._lock:
                         if not self._handed:
