@@ -56,7 +56,9 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        return not (self.rejected or self.failed or self.error or (self.unsettled and not self.interrupted))
+        """Nothing rejected or failed, and everything found settled (Ctrl-C ends a watch normally)."""
+        left_over = self.unsettled and (self.command == "upload" or not self.interrupted)
+        return not (self.rejected or self.failed or self.error or left_over)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "problems"}
