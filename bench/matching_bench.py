@@ -222,8 +222,10 @@ def scenario_for(lib: Library, name: str, seed: int) -> Scenario:
         selfies = {}
         for person in joining:
             usable = [p for p in lib.identities[person] if lib.selfies[f"orig:{p}"] is not None]
-            far = max(usable, key=lambda p: float(np.linalg.norm(lib.selfies[f"orig:{p}"].descriptor - centroids[person])))
-            selfies[person] = far
+            centre = centroids[person]
+            selfies[person] = max(
+                usable, key=lambda p: float(np.linalg.norm(lib.selfies[f"orig:{p}"].descriptor - centre))
+            )
         return _build(lib, "orig", event_keys, selfies)
     raise ValueError(name)
 
@@ -289,7 +291,8 @@ def run_sets(lib: Library, seeds: int, rules: dict[str, Rule]) -> dict[str, dict
 
 def print_table(results: dict[str, dict[str, Tally]], seeds: int) -> None:
     print(f"\nMatching over (attendee, photo) pairs, {seeds} seeds per set; ours counts only photos shown as theirs")
-    print(f"{'set':<10} {'pairs':>6} | {'DIY P':>7} {'DIY R':>7} | {'ours P':>7} {'ours R':>7} {'maybe+':>7} {'maybe-':>7}")
+    head = f"{'set':<10} {'pairs':>6} | {'DIY P':>7} {'DIY R':>7} | {'ours P':>7} {'ours R':>7}"
+    print(f"{head} {'maybe+':>7} {'maybe-':>7}")
     worst = {"diy": [1.0, 1.0], "ours": [1.0, 1.0]}
     for name, by_rule in results.items():
         d, o = by_rule["diy"], by_rule["ours"]

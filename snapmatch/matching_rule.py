@@ -43,14 +43,14 @@ class Verdict(StrEnum):
 @dataclass(frozen=True)
 class MatchRule:
     threshold: float = 0.6
-    sure: float = 0.5
+    sure: float = 0.52
     sure_small: float = 0.45
     small_face_px: float = 70.0
-    link: float = 0.45
+    link: float = 0.5
     reach: float = 0.7
-    group_median: float = 0.52
+    group_median: float = 0.6
     min_group: int = 3
-    margin: float = 0.04
+    margin: float = 0.02
 
     @classmethod
     def from_threshold(cls, threshold: float) -> MatchRule:
@@ -109,12 +109,7 @@ def neighbour_pairs(
     distances = pairwise(descriptors[rows], descriptors)
     photos = np.asarray(photo_ids)
     big = np.asarray(widths, dtype=np.float64) >= rule.small_face_px
-    close = (
-        (distances <= rule.link)
-        & (photos[rows][:, None] != photos[None, :])
-        & big[rows][:, None]
-        & big[None, :]
-    )
+    close = (distances <= rule.link) & (photos[rows][:, None] != photos[None, :]) & big[rows][:, None] & big[None, :]
     return [(int(rows[i]), int(j)) for i, j in zip(*np.nonzero(close), strict=True) if rows[i] != j]
 
 
@@ -219,4 +214,43 @@ def photo_verdicts(
             or (d.verdict is current[0] and d.distance < current[1])
         ):
             out[key] = (d.verdict, d.distance)
+    return out
+
+
+# ---- collection engines (Rekognition) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderRule:
+    """The same rules on a provider's similarity scale (0-100; hits arrive as distance = 1 - s/100).
+
+    The provider already drops hits below its match similarity (REKOGNITION_MATCH_SIMILARITY); of
+    the rest, a hit at ``sure_similarity`` or above is sure and the others are maybe."""
+
+    sure_similarity: float = 90.0
+    margin: float = 2.0  # similarity points the best attendee must lead the runner-up by
+
+
+def decide_provider_hits(
+    hits: Sequence[tuple[int, int, int, float]],
+    not_me: Mapping[int, set[int]],
+    rule: ProviderRule,
+) -> dict[tuple[int, int], tuple[Verdict, float]]:
+    """(attendee, face, photo, distance) hits -> (attendee, face) -> verdict: one attendee per face
+    (the most similar, by ``margin``), none on a photo the attendee called "not me"."""
+    best: dict[int, list[tuple[float, int, int]]] = {}
+    for attendee, face, photo, distance in hits:
+        if photo in not_me.get(attendee, set()):
+            continue
+        best.setdefault(face, []).append((distance, attendee, photo))
+    out: dict[tuple[int, int], tuple[Verdict, float]] = {}
+    for face, candidates in best.items():
+        by_attendee: dict[int, float] = {}
+        for distance, attendee, _ in candidates:
+            by_attendee[attendee] = min(distance, by_attendee.get(attendee, np.inf))
+        ranked = sorted((d, a) for a, d in by_attendee.items())
+        distance, attendee = ranked[0]
+        clear = len(ranked) == 1 or (ranked[1][0] - distance) * 100 >= rule.margin
+        sure = (1 - distance) * 100 >= rule.sure_similarity
+        out[(attendee, face)] = (Verdict.SURE if sure and clear else Verdict.MAYBE, distance)
     return out

@@ -260,18 +260,20 @@ def process_selfie(
         return Outcome.FAILED
     try:
         if isinstance(engine, CollectionFaceEngine):
-            outcome = _match_selfie_in_collection(engine, row, prepared, settings)
+            outcome = _match_selfie_in_collection(engine, row, prepared, settings, redis)
         else:
             face = engine.detect_selfie(prepared.bgr)
             outcome = Outcome.NO_FACE
             if face is not None:
-                write_selfie_matches(
+                changed = write_selfie_matches(
                     selfie_id=selfie_id,
                     event_id=row.event_id,
                     image_key=image_key,
                     threshold=settings.FACE_MATCH_THRESHOLD,
                     embedding=face.embedding,
                 )
+                # Faces can move between attendees (one attendee per face): every changed list goes.
+                invalidate_my_photos(redis, row.event_id, sorted(changed or ()))
                 outcome = Outcome.DONE
     except QuotaExceeded as exc:
         mark_selfie_failed(selfie_id, exc.code, exc.message)
@@ -294,7 +296,9 @@ def process_selfie(
     return outcome
 
 
-def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, settings: Settings) -> Outcome:  # type: ignore[no-untyped-def]
+def _match_selfie_in_collection(  # type: ignore[no-untyped-def]
+    engine: CollectionFaceEngine, row, prepared, settings: Settings, redis: Redis | None = None
+) -> Outcome:
     """Collection engine: index the selfie (once per upload), record its provider face id at once so
     photos indexed from now on search for it, then search the collection for its photos."""
     deadline = engine.deadline_from(None)
@@ -322,4 +326,8 @@ def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, set
         provider_face_id=face_id,
         provider_hits=hits,
     )
-    return Outcome.GONE if written is None else Outcome.DONE
+    if written is None:
+        return Outcome.GONE
+    if redis is not None:
+        invalidate_my_photos(redis, row.event_id, sorted(written))
+    return Outcome.DONE

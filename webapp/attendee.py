@@ -10,7 +10,7 @@ from redis import RedisError
 from sqlalchemy import func, select
 
 from jobs.queues import enqueue_provider_face_deletion, enqueue_selfie
-from snapmatch import cache, db, events, selfies
+from snapmatch import cache, corrections, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
@@ -103,10 +103,10 @@ def my_photos():  # type: ignore[no-untyped-def]
         found = cache.get_json(redis(), cache_key)
     except RedisError:
         found = None
-    if found is None:
-        found = selfies.my_photos(user, event_id)
+    if not isinstance(found, dict):  # nothing cached (or an entry from before "maybe" existed)
+        found = corrections.my_photos(user, event_id)
         cache.set_json(redis(), cache_key, found)
-    return jsonify({"status": status["status"], "photos": found})
+    return jsonify({"status": status["status"], "photos": found["photos"], "maybe": found["maybe"]})
 
 
 @bp.get("/api/all-photos")
