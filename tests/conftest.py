@@ -183,7 +183,7 @@ class Processes:
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     return url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting (a loaded machine is slow)
                 time.sleep(0.2)
         raise RuntimeError(f"web server did not start; see {self.log_dir / 'web.log'}")
 
