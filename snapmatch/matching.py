@@ -26,7 +26,6 @@ from snapmatch.matching_rule import (
     Verdict,
     decide,
     decide_provider_hits,
-    pairwise,
 )
 from snapmatch.schema import (
     CorrectionVerdict,
@@ -88,6 +87,7 @@ class EventIndex:
     photo_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+    squares: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # |v|^2 per row
     last_id: int = 0
 
     @property
@@ -102,7 +102,9 @@ class EventIndex:
         self.face_ids = np.concatenate([self.face_ids, np.asarray(face_ids, np.int64)])
         self.photo_ids = np.concatenate([self.photo_ids, np.asarray(photo_ids, np.int64)])
         self.widths = np.concatenate([self.widths, np.asarray(widths, np.float32)])
-        self.vectors = np.concatenate([self.vectors, np.asarray(vectors, np.float32).reshape(len(face_ids), -1)])
+        added = np.asarray(vectors, np.float32).reshape(len(face_ids), -1)
+        self.vectors = np.concatenate([self.vectors, added])
+        self.squares = np.concatenate([self.squares, np.einsum("ij,ij->i", added, added)])
         self.last_id = max(self.last_id, int(max(face_ids)))
 
     def refresh(self, conn: Connection, event_id: int) -> None:
@@ -124,18 +126,25 @@ class EventIndex:
         out: list[set[int]] = [set() for _ in range(len(vectors))]
         if self.size == 0 or len(vectors) == 0:
             return out
-        distances = pairwise(np.asarray(vectors, np.float32), self.vectors)
+        close = self._within(np.asarray(vectors, np.float32), rule.link)
         ok = (self.photo_ids != photo_id) & (self.widths >= rule.small_face_px)
         for i, width in enumerate(widths):
             if width >= rule.small_face_px:
-                out[i] = {int(f) for f in self.face_ids[(distances[i] <= rule.link) & ok]}
+                out[i] = {int(f) for f in self.face_ids[close[:, i] & ok]}
         return out
+
+    def _within(self, probes: np.ndarray, radius: float) -> np.ndarray:
+        """(size, len(probes)) booleans: |v - p| <= radius, as 2 v.p >= |v|^2 + |p|^2 - r^2 (one
+        matrix product over the index, no square roots)."""
+        dots = self.vectors @ probes.T
+        bound = self.squares[:, None] + np.einsum("ij,ij->i", probes, probes)[None, :] - radius * radius
+        return 2 * dots >= bound
 
     def near(self, references: np.ndarray, reach: float) -> set[int]:
         """Ids of indexed faces within ``reach`` of any reference."""
         if self.size == 0 or len(references) == 0:
             return set()
-        return {int(f) for f in self.face_ids[(pairwise(references, self.vectors) <= reach).any(axis=0)]}
+        return {int(f) for f in self.face_ids[self._within(np.asarray(references, np.float32), reach).any(axis=1)]}
 
 
 _INDEX_LIMIT = 16  # events kept in memory per process

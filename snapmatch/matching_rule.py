@@ -146,8 +146,10 @@ def decide(
     if n == 0 or not attendees:
         return []
     ids = list(attendees)
-    # Distance from every face to every attendee (closest reference) and to their rejected faces.
-    dist = np.stack([pairwise(attendees[a].references, descriptors).min(axis=0) for a in ids])  # (A, n)
+    # Distance from every face to every attendee (closest reference): one matrix product for all.
+    counts = [len(attendees[a].references) for a in ids]
+    full = pairwise(np.concatenate([attendees[a].references for a in ids]).astype(np.float32), descriptors)
+    dist = np.minimum.reduceat(full, np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)  # (A, n)
     rejected = np.full_like(dist, np.inf)
     for k, a in enumerate(ids):
         neg = attendees[a].rejected
@@ -161,10 +163,11 @@ def decide(
     sure_limit = np.where(small, rule.sure_small, rule.sure)
     photos = np.asarray(photo_ids)
     labels = np.asarray(groups)
-    excluded = np.zeros(n, dtype=bool)  # not-me photo for the owner, or closer to a rejected face
-    for i in range(n):
-        att = attendees[ids[owner[i]]]
-        excluded[i] = int(photos[i]) in att.not_me_photos or rejected[owner[i], i] <= d1[i]
+    # Excluded: a photo the owner called "not me", or a face closer to one they rejected.
+    excluded = rejected[owner, np.arange(n)] <= d1
+    for k, a in enumerate(ids):
+        if attendees[a].not_me_photos:
+            excluded |= (owner == k) & np.isin(photos, list(attendees[a].not_me_photos))
     clear = (d2 - d1 >= rule.margin) & ~excluded
     direct = clear & (d1 <= sure_limit)
 
