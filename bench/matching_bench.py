@@ -307,14 +307,14 @@ def run_sets(lib: Library, seeds: int, rules: dict[str, Rule]) -> dict[str, dict
 def print_table(results: dict[str, dict[str, Tally]], seeds: int) -> None:
     print(f"\nMatching over (attendee, photo) pairs, {seeds} seeds per set; ours counts only photos shown as theirs")
     head = f"{'set':<10} {'pairs':>6} | {'DIY P':>7} {'DIY R':>7} | {'ours P':>7} {'ours R':>7}"
-    print(f"{head} {'maybe+':>7} {'maybe-':>7}")
+    print(f"{head} {'R+maybe':>8} {'maybe+':>7} {'maybe-':>7}")
     worst = {"diy": [1.0, 1.0], "ours": [1.0, 1.0]}
     for name, by_rule in results.items():
         d, o = by_rule["diy"], by_rule["ours"]
         pairs = o.tp + o.fn
         print(
             f"{name:<10} {pairs:>6} | {d.precision:>7.3f} {d.recall:>7.3f} | {o.precision:>7.3f} {o.recall:>7.3f}"
-            f" {o.maybe_true:>7} {o.maybe_false:>7}"
+            f" {(o.tp + o.maybe_true) / max(1, pairs):>8.3f} {o.maybe_true:>7} {o.maybe_false:>7}"
         )
         for r, t in (("diy", d), ("ours", o)):
             worst[r][0] = min(worst[r][0], t.precision)
@@ -323,7 +323,8 @@ def print_table(results: dict[str, dict[str, Tally]], seeds: int) -> None:
         f"{'worst':<10} {'':>6} | {worst['diy'][0]:>7.3f} {worst['diy'][1]:>7.3f} | {worst['ours'][0]:>7.3f}"
         f" {worst['ours'][1]:>7.3f}"
     )
-    print("maybe+ / maybe-: photos offered under 'maybe' that are / are not the attendee's (never shown as theirs)")
+    print("maybe+ / maybe-: photos offered under 'maybe' that are / are not the attendee's (never shown as theirs);")
+    print("R+maybe: recall once the attendee confirms what 'maybe' offers them")
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ The rule, in words (the README's matching section gives the figures behind each 
   attendee has a sure face in it, and the attendee never said "not me" to one of its photos. That
   is how a photo far from the selfie (years apart, other light) joins.
 * **Maybe**: otherwise, when the face is within ``threshold`` (the do-it-yourself rule's 0.6) of
-  the attendee: shown apart, never as theirs until they confirm.
+  its closest attendee (even without the margin): shown apart, never as theirs until they confirm.
 * **Corrections** win: "not me" hides the photo for that attendee and the faces they rejected
   count as evidence against similar faces (a face closer to a rejected face than to the
   attendee's references is not theirs); "is me" makes the photo theirs.
@@ -198,7 +198,8 @@ def decide(
             joins_group = group_is_theirs and k == group_owner and d1[i] <= rule.reach
             if (direct[i] and not stranger_group) or joins_group:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i])))
-            elif clear[i] and d1[i] <= rule.threshold:
+            elif d1[i] <= rule.threshold:
+                # Borderline, or too close to call between two attendees: offered to the closest.
                 decisions.append(FaceDecision(int(i), a, Verdict.MAYBE, float(d1[i])))
     return decisions
 

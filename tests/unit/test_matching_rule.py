@@ -47,8 +47,9 @@ def test_a_close_face_is_sure_and_a_borderline_lone_face_is_only_maybe() -> None
 
 def test_a_face_belongs_to_one_attendee_the_closest_and_only_with_a_clear_margin() -> None:
     attendees = {1: me(at(0)), 2: me(at(0.45))}
-    verdicts = run([at(0.1, 0.0), at(0.225, 0.4)], attendees)
-    assert verdicts == {(1, 100): Verdict.SURE}  # the second is as close to both: nobody's
+    verdicts = run([at(0.1, 0.0), at(0.224, 0.55)], attendees)
+    # the second is about as close to both: nobody's for sure, offered to the closest only
+    assert verdicts == {(1, 100): Verdict.SURE, (1, 101): Verdict.MAYBE}
 
 
 def test_a_far_photo_joins_through_a_tight_group_of_the_attendees_own_photos() -> None:
