@@ -210,6 +210,7 @@ def process_reference(reference_id: int, *, engine, storage: Storage, settings: 
     from snapmatch.cache import invalidate_my_photos
     from snapmatch.errors import PermanentImageError
     from snapmatch.faces import CollectionFaceEngine, embedding_to_bytes
+    from snapmatch.pipeline import describe_reference
 
     with db.connection() as conn:
         row = conn.execute(
@@ -241,13 +242,10 @@ def process_reference(reference_id: int, *, engine, storage: Storage, settings: 
         prepared = imaging.prepare(storage.get(row.image_key), max_pixels=settings.MAX_IMAGE_PIXELS)
     except PermanentImageError as exc:
         return finish(SelfieStatus.FAILED, exc.code, exc.message)
-    face = engine.detect_selfie(prepared.bgr)
-    if face is None:
-        return finish(
-            SelfieStatus.NO_FACE,
-            "no_face",
-            "No face was found in the photo: take one facing the camera, in good light.",
-        )
+    face, refusal = describe_reference(engine, prepared)
+    if refusal is not None or face is None:
+        status = SelfieStatus.NO_FACE if refusal is None or refusal.code == "no_face" else SelfieStatus.FAILED
+        return finish(status, refusal.code if refusal else "no_face", refusal.message if refusal else None)
     with db.transaction() as conn:
         lock_event(conn, row.event_id)
         conn.execute(

@@ -20,6 +20,7 @@ from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
 from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, SelfieStatus, faces, photos, selfies
+from snapmatch.selfie_check import SelfieRefusal, face_sharpness, selfie_refusal
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
@@ -220,6 +221,20 @@ def process_photo(
     return Outcome.DONE
 
 
+def describe_reference(
+    engine: FaceEngine, prepared: imaging.PreparedImage
+) -> tuple[DetectedFace | None, SelfieRefusal | None]:
+    """A selfie's (or reference photo's) face, or why it cannot be matched on (``selfie_check``)."""
+    if hasattr(engine, "detect_selfie_faces"):
+        face, widths = engine.detect_selfie_faces(prepared.bgr)
+    else:
+        face = engine.detect_selfie(prepared.bgr)
+        widths = [face.width] if face is not None else []
+    sharpness = face_sharpness(prepared.bgr, face.left, face.top, face.width, face.height) if face is not None else None
+    refusal = selfie_refusal([w / prepared.scale for w in widths], sharpness)
+    return (None if refusal is not None else face), refusal
+
+
 def mark_selfie_failed(selfie_id: int, code: str, message: str) -> None:
     with db.transaction() as conn:
         conn.execute(
@@ -262,9 +277,12 @@ def process_selfie(
         if isinstance(engine, CollectionFaceEngine):
             outcome = _match_selfie_in_collection(engine, row, prepared, settings, redis)
         else:
-            face = engine.detect_selfie(prepared.bgr)
+            face, refusal = describe_reference(engine, prepared)
             outcome = Outcome.NO_FACE
-            if face is not None:
+            if refusal is not None and refusal.code != "no_face":
+                mark_selfie_failed(selfie_id, refusal.code, refusal.message)
+                outcome = Outcome.FAILED
+            elif face is not None:
                 changed = write_selfie_matches(
                     selfie_id=selfie_id,
                     event_id=row.event_id,
