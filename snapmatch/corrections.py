@@ -163,6 +163,25 @@ def _items(found: dict[int, float]) -> list[dict[str, object]]:
     ]
 
 
+def forget_references(conn: Connection, selfie_id: int, user_id: int, event_id: int) -> list[str]:
+    """Delete the attendee's face data beyond the selfie (reference photos, faces they confirmed as
+    theirs, maybe offers); returns the reference images' keys to delete from storage. "Not me" words
+    stay: they hold no face of the attendee and keep hiding those photos if they come back."""
+    keys = list(
+        conn.execute(select(selfie_references.c.image_key).where(selfie_references.c.selfie_id == selfie_id)).scalars()
+    )
+    conn.execute(delete(selfie_references).where(selfie_references.c.selfie_id == selfie_id))
+    conn.execute(delete(maybe_matches).where(maybe_matches.c.selfie_id == selfie_id))
+    conn.execute(
+        delete(match_corrections).where(
+            match_corrections.c.event_id == event_id,
+            match_corrections.c.user_id == user_id,
+            match_corrections.c.verdict == CorrectionVerdict.IS_ME.value,
+        )
+    )
+    return keys
+
+
 def add_reference(
     user: User, event_id: int, stream: BinaryIO, *, storage: Storage, settings: Settings, tmp_dir: str
 ) -> ReferenceUpload:

@@ -66,7 +66,9 @@ class PhotosInFlight(SnapmatchError):
     status = 409
 
 
-def _lock_event(conn: Connection, event_id: int) -> None:
+def lock_event(conn: Connection, event_id: int) -> None:
+    """Take the event's matching lock: the first statement of every transaction that writes faces,
+    selfies or matches of the event (a row lock on PostgreSQL, the write lock on SQLite)."""
     conn.execute(update(events).where(events.c.id == event_id).values(match_version=events.c.match_version + 1))
 
 
@@ -352,10 +354,6 @@ def rematch_attendee(conn: Connection, event_id: int, user_id: int, rule: MatchR
     return _redecide_groups(conn, event_id, groups, rule) | {user_id}
 
 
-def lock_event(conn: Connection, event_id: int) -> None:
-    _lock_event(conn, event_id)
-
-
 def _provider_matches(conn: Connection, event_id: int, hits: dict[int, list[ProviderHit]], face_ids: list[int]):  # type: ignore[no-untyped-def]
     # Only hits on a selfie's *current* face count: a replaced selfie's old face may still be searchable.
     current = dict(
@@ -388,7 +386,7 @@ def write_photo_faces(
     """
     rule = MatchRule.from_threshold(threshold)
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         # Whoever held this photo before a re-run must see the change too.
         before: set[int] = set()
         for table in (matches, maybe_matches):
@@ -473,7 +471,7 @@ def write_selfie_matches(
             selfie_id=selfie_id, event_id=event_id, image_key=image_key, threshold=threshold, embedding=embedding
         )
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         current = conn.execute(select(selfies.c.image_key).where(selfies.c.id == selfie_id)).scalar()
         if current != image_key:
             return None
@@ -533,7 +531,7 @@ def write_local_selfie(
     the selfie was replaced meanwhile."""
     rule = MatchRule.from_threshold(threshold)
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         row = conn.execute(select(selfies.c.image_key, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
         if row is None or row.image_key != image_key:
             return None
@@ -555,7 +553,7 @@ def write_local_selfie(
 def rematch_attendee_now(event_id: int, user_id: int, threshold: float) -> set[int]:
     """``rematch_attendee`` in its own transaction under the event lock (corrections, references)."""
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         return rematch_attendee(conn, event_id, user_id, MatchRule.from_threshold(threshold))
 
 
