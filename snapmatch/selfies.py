@@ -10,10 +10,10 @@ from sqlalchemy import delete, insert, select, update
 
 from snapmatch import db
 from snapmatch.accounts import User
+from snapmatch.corrections import forget_references
 from snapmatch.errors import InvalidUpload, NotFound
 from snapmatch.ingest import check_spooled, spool
 from snapmatch.matching import lock_event
-from snapmatch.corrections import forget_references
 from snapmatch.schema import SelfieStatus, matches, maybe_matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
