@@ -12,6 +12,7 @@ from snapmatch import cache, corrections, events
 from snapmatch.errors import SnapmatchError
 from snapmatch.schema import CorrectionVerdict, Role
 from webapp.auth import current_user, require_user
+from webapp.bodylimits import upload_limit
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("corrections", __name__)
@@ -39,6 +40,7 @@ def is_me(photo_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/api/events/<id:event_id>/selfies")
+@upload_limit(files=1)
 @require_user(Role.ATTENDEE)
 def add_reference(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
