@@ -95,6 +95,24 @@ def enqueue_selfie(connection: Redis, selfie_id: int, image_key: str, generation
     return queue.enqueue(PROCESS_SELFIE, selfie_id, image_key, **options).id
 
 
+def enqueue_reference(connection: Redis, reference_id: int) -> str:
+    """An attendee's extra reference photo: same queue and retries as selfies (they are waiting)."""
+    return (
+        get_queue(QueueName.SELFIES, connection)
+        .enqueue(
+            "jobs.reference.process_reference_job",
+            reference_id,
+            job_id=f"reference-{reference_id}",
+            job_timeout=120,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=SELFIE_RETRY,
+            description=f"reference photo {reference_id}",
+        )
+        .id
+    )
+
+
 def schedule_photo(connection: Redis, photo_id: int, generation: int, delay: float) -> str:
     """Run the photo again after ``delay`` s as a new job: no worker waits, no retry is used."""
     options = _photo_job_options(photo_id, generation)

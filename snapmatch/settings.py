@@ -111,6 +111,11 @@ class Settings:
     # [/area: robustness]
 
     # [area: matching, issue 14] add below this line
+    # Rekognition hits at or above this similarity are sure; those between REKOGNITION_MATCH_SIMILARITY
+    # and it go to the attendee's "maybe" list.
+    REKOGNITION_SURE_SIMILARITY: float = field(default_factory=lambda: _env_float("REKOGNITION_SURE_SIMILARITY", 90.0))
+    # Reference photos per attendee and event (the selfie included).
+    MAX_REFERENCE_PHOTOS: int = field(default_factory=lambda: _env_int("MAX_REFERENCE_PHOTOS", 3))
     # [/area: matching]
 
     # [area: analysis, issue 18] add below this line

@@ -71,6 +71,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: robustness]
 
     # [area: matching, issue 14] extensions and blueprints below this line
+    from webapp import corrections
+
+    app.register_blueprint(corrections.bp)
     # [/area: matching]
 
     # [area: analysis, issue 18] extensions and blueprints below this line

@@ -10,7 +10,7 @@ from redis import RedisError
 from sqlalchemy import func, select
 
 from jobs.queues import enqueue_provider_deletions, enqueue_selfie
-from snapmatch import cache, db, events, selfies
+from snapmatch import cache, corrections, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
@@ -112,7 +112,8 @@ def my_photos():  # type: ignore[no-untyped-def]
 
 def _my_photos(user, event_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
     events.joined_event(user, event_id)
-    return {"status": _selfie_status(user, event_id)["status"], "photos": selfies.my_photos(user, event_id)}
+    found = corrections.my_photos(user, event_id)
+    return {"status": _selfie_status(user, event_id)["status"], "photos": found["photos"], "maybe": found["maybe"]}
 
 
 @bp.get("/api/all-photos")
