@@ -14,11 +14,27 @@ from jobs.logs import quiet_maintenance_logs
 from jobs.maintenance import purge_orphans_of_active_events, sweep
 from jobs.queues import QueueName
 from snapmatch.redis_client import get_redis
+from snapmatch.settings import get_settings
 
 SWEEP_INTERVAL_SECONDS = 10
 # Provider faces left by a crash cost storage, not correctness (matching ignores them): hourly is enough.
 ORPHAN_PURGE_INTERVAL_SECONDS = 3600
 log = logging.getLogger("snapmatch.scheduler")
+
+
+def _register_analysis_jobs(scheduler: CronScheduler) -> None:
+    """Photo analysis (only when GEMINI_API_KEY is set): the sweeper for lost analysis jobs, and the batch-mode
+    submitter and poller (an event may use batch mode even when ANALYSIS_MODE is immediate)."""
+    from jobs import analysis
+
+    settings = get_settings()
+    if not settings.GEMINI_API_KEY:
+        return
+    queue = QueueName.MAINTENANCE.value
+    scheduler.register(analysis.sweep_analyses, queue_name=queue, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300)
+    interval = max(1, settings.ANALYSIS_BATCH_POLL_SECONDS)
+    scheduler.register(analysis.submit_analysis_batches, queue_name=queue, interval=interval, job_timeout=600)
+    scheduler.register(analysis.poll_analysis_batches, queue_name=queue, interval=interval, job_timeout=600)
 
 
 def main() -> None:
@@ -35,6 +51,7 @@ def main() -> None:
             interval=ORPHAN_PURGE_INTERVAL_SECONDS,
             job_timeout=1800,
         )
+        _register_analysis_jobs(scheduler)
         try:
             scheduler.start()
             return

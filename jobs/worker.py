@@ -46,9 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     runtime = get_runtime()  # loads models now, before any fork
     # Import the job modules (and SQLAlchemy behind them) once here too: a forked work horse would
     # otherwise import them for every job (~110 ms each, measured in bench/rq_overhead.py).
+    import jobs.analysis
     import jobs.maintenance
     import jobs.photo
     import jobs.selfie  # noqa: F401
+
+    if runtime.settings.GEMINI_API_KEY:
+        jobs.analysis.get_analyzer()  # once here, inherited by every work horse
 
     _warm_lazy_imports()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from snapmatch import db
+from snapmatch.analysis.overview import analysis_overview
 from snapmatch.costs import CostTracker
 from snapmatch.limiter import ProviderLimiter, limits_for
 from snapmatch.schema import Role
@@ -26,4 +28,5 @@ def providers():  # type: ignore[no-untyped-def]
         if name in PROVIDERS:
             entry["limiter"] = ProviderLimiter(redis(), limits_for(name, cfg), cfg.REDIS_PREFIX).state()
         out[name] = entry
+    out["gemini"]["analysis"] = analysis_overview(cfg, db.utcnow())
     return jsonify({"providers": out})
