@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     import jobs.selfie  # noqa: F401
 
     if runtime.settings.GEMINI_API_KEY:
-        jobs.analysis.get_analyzer()  # once here, inherited by every work horse
+        jobs.analysis.get_analyzer().warm()  # once here, inherited by every work horse
 
     _warm_lazy_imports()
 

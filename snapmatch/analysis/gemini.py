@@ -6,7 +6,9 @@ and a 429's RetryInfo delay becomes the cooldown every process honours.
 
 from __future__ import annotations
 
+import functools
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from snapmatch.analysis.quota import (
 from snapmatch.costs import CostTracker
 from snapmatch.errors import QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.forksafe import PerProcess
-from snapmatch.limiter import Acquired, DenyReason, Lease, Outcome, ProviderLimiter, RateLimitExceeded, limits_for
+from snapmatch.limiter import Acquired, DenyReason, Lease, Outcome, ProviderLimiter, limits_for
 from snapmatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ T = TypeVar("T")
 API_VERSION = "v1beta"
 TRANSIENT_RETRIES = 2
 GENERATE = "generateContent"
+# While waiting inline for a slot that a release elsewhere may free at any moment, look again this often.
+INLINE_POLL_SECONDS = 0.025
+# RQ's scheduler moves due jobs about once a second; a shorter delay still means "as soon as it can".
+MIN_RESCHEDULE_SECONDS = 0.05
 
 
 class GeminiUnavailable(SnapmatchError):
@@ -88,13 +94,24 @@ class BatchState:
         return self.state == "JOB_STATE_SUCCEEDED"
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS trust the SDK would build (httpx2's: the OS trust store), made once per worker: building it is
+    most of a client's cost (~0.2 s), and every forked work horse makes its own client. A context holds no
+    connection, so sharing it across a fork is safe."""
+    return httpx2.create_ssl_context()
+
+
 def make_client(api_key: str, base_url: str = "", timeout_seconds: float = 60.0) -> genai.Client:
     """A client that tries each request once (the limiter decides about retries) and honours GEMINI_BASE_URL."""
+    tls = _tls_context()
     options = types.HttpOptions(
         api_version=API_VERSION,
         base_url=base_url or None,
         timeout=int(timeout_seconds * 1000),  # milliseconds
         retry_options=types.HttpRetryOptions(attempts=1),
+        client_args={"verify": tls},
+        async_client_args={"verify": tls, "ssl": tls},
     )
     return genai.Client(api_key=api_key, http_options=options)
 
@@ -152,6 +169,10 @@ class GeminiAnalyzer:
             time_budget_seconds=settings.GEMINI_TIMEOUT_SECONDS_TOTAL,
             max_inline_wait_seconds=settings.GEMINI_MAX_INLINE_WAIT_SECONDS,
         )
+
+    def warm(self) -> None:
+        """Build what every process shares before the worker forks (the TLS context)."""
+        _tls_context()
 
     @property
     def client(self) -> genai.Client:
@@ -294,32 +315,36 @@ class GeminiAnalyzer:
             return response
 
     def _acquire(self, operation: str, deadline: float) -> Lease:
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            budget = self.time_budget_seconds
-            raise QuotaExceeded(f"{PROVIDER} {operation}: the photo's time budget of {budget:.0f} s ran out")
-        first = self.limiter.try_acquire()
-        if isinstance(first, Acquired):
-            return Lease(self.limiter, first)
-        try:
-            if first.reason in (DenyReason.COOLDOWN, DenyReason.BREAKER_OPEN):
-                # Never sleep through a cooldown or an open breaker, however short: the worker goes back to work.
-                raise RateLimitExceeded(PROVIDER, first.reason, first.retry_after)
-            return self.limiter.acquire(timeout=min(self.max_inline_wait_seconds, remaining))
-        except RateLimitExceeded as exc:
-            delay = exc.retry_after
-            if exc.reason is DenyReason.CONCURRENCY:
+        """A lease now, or after a short inline wait for the rate or a free slot. A cooldown or an open breaker is
+        never slept through, however short: the job is rescheduled and the worker goes back to work."""
+        inline_until = time.monotonic() + self.max_inline_wait_seconds
+        while True:
+            if time.time() >= deadline:
+                budget = self.time_budget_seconds
+                raise QuotaExceeded(f"{PROVIDER} {operation}: the photo's time budget of {budget:.0f} s ran out")
+            result = self.limiter.try_acquire()
+            if isinstance(result, Acquired):
+                return Lease(self.limiter, result)
+            delay = result.retry_after
+            if result.reason is DenyReason.CONCURRENCY:
                 # Only an upper bound (the oldest lease's expiry): a slot usually frees much sooner.
                 delay = min(delay, self.max_inline_wait_seconds)
-            decision = decide_wait(time.time(), delay, deadline, self.max_inline_wait_seconds)
-            if decision is WaitDecision.GIVE_UP:
-                if exc.reason is DenyReason.BREAKER_OPEN:
-                    raise GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.") from exc
+            left = inline_until - time.monotonic()
+            if result.reason in (DenyReason.RATE, DenyReason.CONCURRENCY) and left > 0:
+                if result.can_free_sooner:
+                    time.sleep(min(left, INLINE_POLL_SECONDS))
+                    continue
+                if delay <= left and time.time() + delay < deadline:
+                    time.sleep(delay)
+                    continue
+            if decide_wait(time.time(), delay, deadline, 0.0) is WaitDecision.GIVE_UP:
+                if result.reason is DenyReason.BREAKER_OPEN:
+                    raise GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.")
                 raise QuotaExceeded(
                     f"{PROVIDER} {operation}: no quota before the photo's time budget ends "
-                    f"({exc.reason}, next in {delay:.1f} s)"
-                ) from exc
-            raise RetryLater(max(delay, 0.05), str(exc.reason), PROVIDER) from exc
+                    f"({result.reason}, next in {delay:.1f} s)"
+                )
+            raise RetryLater(max(delay, MIN_RESCHEDULE_SECONDS), str(result.reason), PROVIDER)
 
     def _pause(self, seconds: float, deadline: float) -> None:
         decision = decide_wait(time.time(), seconds, deadline, self.max_inline_wait_seconds)

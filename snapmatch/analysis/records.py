@@ -4,7 +4,8 @@ batch result or two workers never write a photo's analysis twice, and its cost i
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, insert, select, update
@@ -58,7 +59,18 @@ def get(photo_id: int) -> Row | None:
         return conn.execute(select(photo_analyses).where(photo_analyses.c.photo_id == photo_id)).first()
 
 
-def start(photo_id: int, generation: int) -> Row | None:
+@dataclass(frozen=True)
+class Attempt:
+    """What an analysis attempt needs: the photo's working copy, its upload batch (progress), its budget start."""
+
+    photo_id: int
+    event_id: int
+    working_key: str | None
+    batch_id: str | None
+    first_started_at: float  # unix seconds
+
+
+def start(photo_id: int, generation: int) -> Attempt | None:
     """Mark an attempt of a pending analysis and return it with the photo's working copy and batch;
     None when there is nothing to do (gone, finished, or this job is a stale generation)."""
     with db.transaction() as conn:
@@ -87,8 +99,9 @@ def start(photo_id: int, generation: int) -> Row | None:
                 updated_at=now,
             )
         )
-        first = row.first_started_at or now
-    return row._replace(first_started_at=first)
+    first = row.first_started_at or now
+    first = first if first.tzinfo is not None else first.replace(tzinfo=UTC)
+    return Attempt(row.photo_id, row.event_id, row.working_key, row.batch_id, first.timestamp())
 
 
 def claim_next_generation(photo_id: int, generation: int) -> bool:

@@ -78,7 +78,7 @@ def analyze_photo(
     row = records.start(photo_id, generation)
     if row is None or row.working_key is None:
         return Outcome.SKIPPED
-    deadline = analyzer.deadline_from(row.first_started_at.timestamp())
+    deadline = analyzer.deadline_from(row.first_started_at)
     try:
         analysis = analyzer.describe(
             storage.get(row.working_key),
