@@ -7,13 +7,14 @@ import logging
 from datetime import timedelta
 from functools import lru_cache
 
+from rq import get_current_job
 from sqlalchemy import select
 
 from jobs.queues import analysis_job_id, enqueue_analysis
 from jobs.runtime import current_job_generation, get_runtime
 from snapmatch import db
 from snapmatch.analysis import analysis_enabled, records, stage
-from snapmatch.analysis.gemini import GeminiAnalyzer
+from snapmatch.analysis.gemini import GeminiAnalyzer, WaitLog
 from snapmatch.errors import RetryLater
 from snapmatch.redis_client import get_redis
 from snapmatch.schema import AnalysisMode, AnalysisStatus, photo_analyses
@@ -42,16 +43,33 @@ def queue_photo_analysis(photo_id: int) -> None:
 def analyze_photo_job(photo_id: int) -> str:
     rt = get_runtime()
     generation = current_job_generation()
+    waits = WaitLog()
+    rescheduled_for = None
     try:
         return stage.analyze_photo(
-            photo_id, generation, analyzer=get_analyzer(), storage=rt.storage, redis=rt.redis
+            photo_id, generation, analyzer=get_analyzer(), storage=rt.storage, redis=rt.redis, waits=waits
         ).value
     except RetryLater as exc:
         # Gemini asked us to wait (or the limiter did): free this worker and come back as a new generation.
         if records.claim_next_generation(photo_id, generation):
             enqueue_analysis(rt.redis, photo_id, generation + 1, delay=exc.delay)
         log.debug("analysis %s rescheduled in %.2f s: %s", photo_id, exc.delay, exc.message)
+        rescheduled_for = exc.reason
         return "rescheduled"
+    finally:
+        _note(waits, rescheduled_for)
+
+
+def _note(waits: WaitLog, rescheduled_for: str | None) -> None:
+    """What the job waited for inside the worker, and why it was rescheduled, on the job (rq-dashboard and the
+    acceptance test read it)."""
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta["inline_waits"] = waits.inline_seconds
+    if rescheduled_for:
+        job.meta["rescheduled_for"] = rescheduled_for
+    job.save_meta()
 
 
 def on_analysis_job_failure(job, connection, exc_type, exc_value, _traceback) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
@@ -60,6 +60,21 @@ class GeminiRejected(SnapmatchError):
 
     code = "gemini_rejected"
     status = 502
+
+
+@dataclass
+class WaitLog:
+    """How long one job waited inside the worker, by reason (rate, concurrency, failure): what the acceptance
+    test reads to show that no worker slept through a cooldown."""
+
+    inline_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, reason: str, seconds: float) -> None:
+        self.inline_seconds[reason] = self.inline_seconds.get(reason, 0.0) + seconds
+
+    @property
+    def total(self) -> float:
+        return sum(self.inline_seconds.values())
 
 
 @dataclass(frozen=True)
@@ -199,6 +214,7 @@ class GeminiAnalyzer:
         event_id: int,
         deadline: float,
         on_throttle: Callable[[float], None] | None = None,
+        waits: WaitLog | None = None,
     ) -> Analysis:
         """One generateContent for a JPEG. Raises RetryLater, QuotaExceeded, GeminiUnavailable, GeminiRejected,
         UnreadableAnswer (codes say which)."""
@@ -211,6 +227,7 @@ class GeminiAnalyzer:
             ),
             on_throttle=on_throttle,
             billable=True,
+            waits=waits,
         )
         return analysis_from_response(response)
 
@@ -265,13 +282,15 @@ class GeminiAnalyzer:
         *,
         on_throttle: Callable[[float], None] | None = None,
         billable: bool = False,
+        waits: WaitLog | None = None,
     ) -> T:
+        waits = waits if waits is not None else WaitLog()
         throttles = 0
         failures = 0
         while True:
             if billable and event_id is not None:
                 self.costs.check_budget(event_id, PROVIDER)
-            lease = self._acquire(operation, deadline)
+            lease = self._acquire(operation, deadline, waits)
             try:
                 response = send()
             except genai_errors.APIError as exc:
@@ -293,7 +312,7 @@ class GeminiAnalyzer:
                     failures += 1
                     if failures > TRANSIENT_RETRIES:
                         raise GeminiUnavailable(f"Gemini failed {failures} times in a row ({exc.code}).") from exc
-                    self._pause(backoff_seconds(failures - 1), deadline)
+                    self._pause(backoff_seconds(failures - 1), deadline, waits)
                     continue
                 # Gemini answered: it is healthy, the request was not.
                 lease.release(Outcome.SUCCESS)
@@ -306,7 +325,7 @@ class GeminiAnalyzer:
                 failures += 1
                 if failures > TRANSIENT_RETRIES:
                     raise GeminiUnavailable(f"Gemini could not be reached ({type(exc).__name__}).") from exc
-                self._pause(backoff_seconds(failures - 1), deadline)
+                self._pause(backoff_seconds(failures - 1), deadline, waits)
                 continue
             except BaseException:
                 lease.release(Outcome.CANCELLED)
@@ -314,7 +333,7 @@ class GeminiAnalyzer:
             lease.release(Outcome.SUCCESS)
             return response
 
-    def _acquire(self, operation: str, deadline: float) -> Lease:
+    def _acquire(self, operation: str, deadline: float, waits: WaitLog) -> Lease:
         """A lease now, or after a short inline wait for the rate or a free slot. A cooldown or an open breaker is
         never slept through, however short: the job is rescheduled and the worker goes back to work."""
         inline_until = time.monotonic() + self.max_inline_wait_seconds
@@ -332,10 +351,14 @@ class GeminiAnalyzer:
             left = inline_until - time.monotonic()
             if result.reason in (DenyReason.RATE, DenyReason.CONCURRENCY) and left > 0:
                 if result.can_free_sooner:
-                    time.sleep(min(left, INLINE_POLL_SECONDS))
-                    continue
-                if delay <= left and time.time() + delay < deadline:
-                    time.sleep(delay)
+                    pause = min(left, INLINE_POLL_SECONDS)
+                elif delay <= left and time.time() + delay < deadline:
+                    pause = delay
+                else:
+                    pause = 0.0
+                if pause > 0:
+                    time.sleep(pause)
+                    waits.add(str(result.reason), pause)
                     continue
             if decide_wait(time.time(), delay, deadline, 0.0) is WaitDecision.GIVE_UP:
                 if result.reason is DenyReason.BREAKER_OPEN:
@@ -346,13 +369,14 @@ class GeminiAnalyzer:
                 )
             raise RetryLater(max(delay, MIN_RESCHEDULE_SECONDS), str(result.reason), PROVIDER)
 
-    def _pause(self, seconds: float, deadline: float) -> None:
+    def _pause(self, seconds: float, deadline: float, waits: WaitLog) -> None:
         decision = decide_wait(time.time(), seconds, deadline, self.max_inline_wait_seconds)
         if decision is WaitDecision.GIVE_UP:
             raise GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.")
         if decision is WaitDecision.RESCHEDULE:
             raise RetryLater(seconds, "failure", PROVIDER)
         time.sleep(seconds)
+        waits.add("failure", seconds)
 
     def limiter_state(self) -> dict[str, Any]:
         return self.limiter.state()

@@ -25,6 +25,8 @@ def analysis_overview(settings: Settings, now: datetime) -> dict[str, Any]:
         "by_status": records.count_by_status(),
         "pending_batches": [
             {
+                # Claimed rows waiting for Gemini to name their batch show as "submitting".
+                "state": "submitting" if batch["name"].startswith(records.SUBMITTING_PREFIX) else "submitted",
                 "name": batch["name"],
                 "photos": batch["photos"],
                 "submitted_at": batch["submitted_at"].isoformat() if batch["submitted_at"] else None,

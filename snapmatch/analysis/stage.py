@@ -13,7 +13,7 @@ from redis import Redis, RedisError
 
 from snapmatch import progress
 from snapmatch.analysis import analysis_enabled, effective_mode, records
-from snapmatch.analysis.gemini import Analysis, GeminiAnalyzer, GeminiUnavailable
+from snapmatch.analysis.gemini import Analysis, GeminiAnalyzer, GeminiUnavailable, WaitLog
 from snapmatch.errors import QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.progress import Stage
 from snapmatch.redis_client import key
@@ -68,7 +68,13 @@ def _finish(redis: Redis, batch_id: str | None, photo_id: int, status: AnalysisS
 
 
 def analyze_photo(
-    photo_id: int, generation: int, *, analyzer: GeminiAnalyzer, storage: Storage, redis: Redis
+    photo_id: int,
+    generation: int,
+    *,
+    analyzer: GeminiAnalyzer,
+    storage: Storage,
+    redis: Redis,
+    waits: WaitLog | None = None,
 ) -> Outcome:
     """Describe the photo's working copy with Gemini and store the answer.
 
@@ -85,6 +91,7 @@ def analyze_photo(
             event_id=row.event_id,
             deadline=deadline,
             on_throttle=lambda delay: publish_quota_warning(redis, row.batch_id, photo_id, delay),
+            waits=waits,
         )
     except RetryLater:
         raise  # not an ending: the job reschedules itself

@@ -38,6 +38,9 @@ MARK_NUMBER_SEP = (255, 255, 0)
 MARK_TAGS = (0, 255, 255)
 MARK_END = (0, 255, 0)
 CELLS = 16
+# How soon after a 429 a call may still arrive without its client having heard of the 429: its lease was granted
+# before the 429, and a CPU-starved work horse can take a few hundred ms to build and send the request.
+EARLY_GRACE_SECONDS = 0.5
 
 
 def _grey(value: int) -> tuple[int, int, int]:
@@ -180,6 +183,8 @@ class Stats:
             self.ok = 0
             # Calls that arrived while a retryDelay this server had announced was still running.
             self.early = 0
+            self.early_calls: list[tuple[float, float]] = []  # (seconds after the 429, seconds before its end)
+            self.throttled_at = 0.0
             self.cooldown_until = 0.0
 
     def enter(self, op: str) -> None:
@@ -194,9 +199,12 @@ class Stats:
             while self.arrivals and self.arrivals[0] <= now - self.window:
                 self.arrivals.popleft()
             self.max_per_window = max(self.max_per_window, len(self.arrivals))
-            # 50 ms of slack: the client's cooldown is measured on Redis's clock, ours on this process's.
-            if now < self.cooldown_until - 0.05:
+            # A call that arrives while an announced retryDelay runs is early, unless it arrived so soon after the
+            # 429 that its client could not have heard of it yet (it was already on its way): EARLY_GRACE. And
+            # 50 ms of slack at the end: the clients' cooldown runs on Redis's clock, ours on this process's.
+            if self.throttled_at + EARLY_GRACE_SECONDS < now < self.cooldown_until - 0.05:
                 self.early += 1
+                self.early_calls.append((round(now - self.throttled_at, 3), round(self.cooldown_until - now, 3)))
 
     def leave(self, op: str) -> None:
         if op != "generateContent":
@@ -217,6 +225,7 @@ class Stats:
                 "errors": self.errors,
                 "ok": self.ok,
                 "early_after_retry_delay": self.early,
+                "early_calls": list(self.early_calls),
             }
 
 
@@ -283,8 +292,10 @@ class GeminiFake:
                 details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": faults.retry_delay})
                 with self.stats_data.lock:
                     self.stats_data.throttled += 1
-                    until = time.monotonic() + _duration_seconds(faults.retry_delay)
-                    self.stats_data.cooldown_until = max(self.stats_data.cooldown_until, until)
+                    now = time.monotonic()
+                    until = now + _duration_seconds(faults.retry_delay)
+                    if until > self.stats_data.cooldown_until:
+                        self.stats_data.throttled_at, self.stats_data.cooldown_until = now, until
             else:
                 with self.stats_data.lock:
                     self.stats_data.throttled += 1
