@@ -15,11 +15,15 @@ from snapmatch.analysis import records as analysis_records
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
+from webapp.bodylimits import upload_limit
 from webapp.errors import json_body
+from webapp.params import id_arg, int_arg
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("attendee", __name__)
 log = logging.getLogger(__name__)
+MAX_PAGE = 100_000
+MAX_PER_PAGE = 200
 
 
 @bp.post("/api/events/<id:event_id>/join")
@@ -31,6 +35,7 @@ def join(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.put("/api/events/<id:event_id>/selfie")
+@upload_limit(files=1)
 @require_user(Role.ATTENDEE)
 def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -86,10 +91,7 @@ def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
 
 
 def _event_id_arg() -> int:
-    raw = request.args.get("event_id", "")
-    if not raw.isdigit():
-        raise SnapmatchError("Pass ?event_id=<id>.", code="missing_event_id")
-    return int(raw)
+    return id_arg("event_id")
 
 
 @bp.get("/api/my-photos")
@@ -115,8 +117,8 @@ def my_photos():  # type: ignore[no-untyped-def]
 def all_photos():  # type: ignore[no-untyped-def]
     event_id = _event_id_arg()
     events.viewable_event(current_user(), event_id)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    per_page = min(200, max(1, request.args.get("per_page", 50, type=int) or 50))
+    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
+    per_page = int_arg("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
     done = (photos.c.event_id == event_id) & (photos.c.status == PhotoStatus.DONE.value)
     with db.connection() as conn:
         total = conn.execute(select(func.count()).select_from(photos).where(done)).scalar()

@@ -24,10 +24,30 @@ def api_error(status: int, code: str, message: str | None = None, retry_after: i
     return response
 
 
+def wants_html() -> bool:
+    """A browser asking for a page (not under /api/, HTML preferred): answer with a page or a
+    redirect rather than JSON."""
+    if request.path.startswith("/api/"):
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def json_body() -> dict:
-    """The request's JSON object; anything else is a 400 that says what was expected."""
+    """The request's JSON object, parsed only as JSON (a form or multipart body is a 415, never
+    parsed); an empty body is ``{}``; anything else is a 400 that says what was expected. The
+    body's size was bounded before the view ran (webapp/bodylimits.py)."""
+    if not request.is_json:
+        if not _has_body():
+            return {}
+        raise SnapmatchError(
+            "Send a JSON object with Content-Type: application/json.", code="unsupported_media_type", status=415
+        )
     body = request.get_json(silent=True)
-    if body is None and not request.data:
+    if body is None and not request.get_data(cache=True):
         return {}
     if not isinstance(body, dict):
         raise SnapmatchError("Send a JSON object (Content-Type: application/json).", code="invalid_json")
