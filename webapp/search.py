@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request
 from snapmatch import events
 from snapmatch.analysis.search import UNCHANGED, search_photos, update_event_settings
 from snapmatch.errors import SnapmatchError
+from webapp import params
 from webapp.auth import current_user, require_user
 from webapp.errors import json_body
 
@@ -18,17 +19,6 @@ DEFAULT_PER_PAGE = 24
 SETTINGS_FIELDS = {"search_event_wide", "analysis_mode"}
 
 
-def _bounded_int(name: str, default: int, low: int, high: int) -> int:
-    """A whole number from the query string within [low, high]; anything else is a 400 that says so.
-    (Bounded here until the project has one parameter parser.)"""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
-        raise SnapmatchError(f"`{name}` is a whole number from {low} to {high}.", code=f"invalid_{name}")
-    return int(raw)
-
-
 @bp.get("/api/events/<id:event_id>/search")
 @require_user()
 def search(event_id: int):  # type: ignore[no-untyped-def]
@@ -36,8 +26,8 @@ def search(event_id: int):  # type: ignore[no-untyped-def]
     unless the owner allowed event-wide search."""
     user = current_user()
     event = events.viewable_event(user, event_id)
-    page = _bounded_int("page", 1, 1, MAX_PAGE)
-    per_page = _bounded_int("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    page = params.int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
+    per_page = params.int_arg("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
     found = search_photos(event, user, request.args.get("q", ""), page, per_page)
     return jsonify(
         {

@@ -179,11 +179,11 @@ def test_the_owner_alone_allows_event_wide_search(client, world) -> None:  # typ
     [
         ({"q": ""}, "missing_query"),
         ({"q": "x" * 300}, "query_too_long"),
-        ({"q": "1", "page": "0"}, "invalid_page"),
-        ({"q": "1", "page": "-1"}, "invalid_page"),
-        ({"q": "1", "page": "99999999999"}, "invalid_page"),
-        ({"q": "1", "per_page": "101"}, "invalid_per_page"),
-        ({"q": "1", "per_page": "ten"}, "invalid_per_page"),
+        ({"q": "1", "page": "0"}, "invalid_parameter"),
+        ({"q": "1", "page": "-1"}, "invalid_parameter"),
+        ({"q": "1", "page": "99999999999"}, "invalid_parameter"),
+        ({"q": "1", "per_page": "101"}, "invalid_parameter"),
+        ({"q": "1", "per_page": "ten"}, "invalid_parameter"),
     ],
 )
 def test_bad_search_parameters_are_400_with_a_code(client, make_user, env, params, code) -> None:  # type: ignore[no-untyped-def]
