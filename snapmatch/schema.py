@@ -23,6 +23,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
+    literal_column,
 )
 
 metadata = MetaData(
@@ -244,6 +246,9 @@ class AnalysisMode(StrEnum):
     BATCH = "batch"  # collected into Gemini Batch API jobs: half the price, results within hours
 
 
+# PostgreSQL text search configuration for photo search: English stemming ("runners" finds "runner").
+SEARCH_TS_CONFIG = "english"
+
 # Per-event analysis settings live on the event row; appended here so the events table above stays as it is.
 # NULL analysis_mode: the ANALYSIS_MODE setting decides.
 events.append_column(Column("analysis_mode", String(16)))
@@ -287,6 +292,16 @@ photo_analyses = Table(
     Index("ix_photo_analyses_event_status", "event_id", "status"),
     Index("ix_photo_analyses_status_updated", "status", "updated_at"),
     Index("ix_photo_analyses_batch_name", "batch_name"),
+    # Full-text search on PostgreSQL; snapmatch.analysis.search filters with the same expression so the planner
+    # uses it. Migration 0007 creates it on PostgreSQL only (SQLite has no to_tsvector and searches without).
+    Index(
+        "ix_photo_analyses_search",
+        func.to_tsvector(
+            literal_column(f"'{SEARCH_TS_CONFIG}'::regconfig"),
+            func.coalesce(literal_column("search_text"), literal_column("''::text")),
+        ),
+        postgresql_using="gin",
+    ),
 )
 
 # Bib / jersey numbers seen in a photo, one row each, so "which photos show 1234" is an index lookup.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, literal_column, select, update
 
@@ -15,6 +16,7 @@ from snapmatch.analysis.description import normalize_number, search_words
 from snapmatch.errors import SnapmatchError
 from snapmatch.events import Event, can_view_photo
 from snapmatch.schema import (
+    SEARCH_TS_CONFIG,
     AnalysisMode,
     AnalysisStatus,
     PhotoStatus,
@@ -28,8 +30,6 @@ from snapmatch.schema import (
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 10
-# PostgreSQL text search configuration: English stemming ("runners" finds "runner").
-TS_CONFIG = "english"
 
 
 # PATCH leaves a setting alone when its key is absent (None is a value for analysis_mode: "the default").
@@ -80,13 +80,19 @@ def attendee_scope(event: Event, user: User) -> bool:
     return not event_wide
 
 
+def search_vector() -> ColumnElement[Any]:
+    """The expression of the GIN index ``ix_photo_analyses_search`` (schema.py), with '' as a constant: the
+    planner uses the index only for the same expression."""
+    config = literal_column(f"'{SEARCH_TS_CONFIG}'::regconfig")
+    return func.to_tsvector(config, func.coalesce(photo_analyses.c.search_text, literal_column("''::text")))
+
+
 def _words_clause(words: list[str], dialect: str) -> ColumnElement[bool]:
-    text = func.coalesce(photo_analyses.c.search_text, "")
     if dialect == "postgresql":
-        config = literal_column(f"'{TS_CONFIG}'::regconfig")
-        return func.to_tsvector(config, text).op("@@")(func.plainto_tsquery(config, " ".join(words)))
+        config = literal_column(f"'{SEARCH_TS_CONFIG}'::regconfig")
+        return search_vector().op("@@")(func.plainto_tsquery(config, " ".join(words)))
     # Portable: search_text is stored as lower-case words separated by single spaces.
-    padded = literal(" ") + text + literal(" ")
+    padded = literal(" ") + func.coalesce(photo_analyses.c.search_text, "") + literal(" ")
     return and_(*[padded.like(f"% {word} %") for word in words])
 
 
@@ -103,11 +109,12 @@ def build_search(event_id: int, query: SearchQuery, viewer_id: int | None, diale
         )
     )
     for number in query.numbers:
+        # From the (event, number) index to the photos, not from every photo of the event to its numbers.
         stmt = stmt.where(
-            exists().where(
-                photo_numbers.c.event_id == event_id,
-                photo_numbers.c.number == number,
-                photo_numbers.c.photo_id == photos.c.id,
+            photos.c.id.in_(
+                select(photo_numbers.c.photo_id).where(
+                    photo_numbers.c.event_id == event_id, photo_numbers.c.number == number
+                )
             )
         )
     if query.words:

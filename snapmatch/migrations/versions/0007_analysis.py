@@ -14,6 +14,10 @@ branch_labels = None
 depends_on = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+SEARCH_INDEX_SQL = (
+    "CREATE INDEX ix_photo_analyses_search ON photo_analyses "
+    "USING gin (to_tsvector('english'::regconfig, COALESCE(search_text, ''::text)))"
+)
 
 
 def upgrade() -> None:
@@ -57,6 +61,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_photo_analyses_status_updated', ['status', 'updated_at'], unique=False)
         batch_op.create_index('ix_photo_analyses_batch_name', ['batch_name'], unique=False)
 
+    if op.get_bind().dialect.name == 'postgresql':
+        # Full-text search over caption, tags and visible text (snapmatch.analysis.search uses this exact
+        # expression, so the planner can use the index). SQLite searches without it.
+        op.execute(SEARCH_INDEX_SQL)
+
     op.create_table('photo_numbers',
     sa.Column('photo_id', Id, nullable=False),
     sa.Column('number', sa.String(length=16), nullable=False),
@@ -73,6 +82,8 @@ def downgrade() -> None:
     with op.batch_alter_table('photo_numbers', schema=None) as batch_op:
         batch_op.drop_index('ix_photo_numbers_event_number')
     op.drop_table('photo_numbers')
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('DROP INDEX IF EXISTS ix_photo_analyses_search')
     with op.batch_alter_table('photo_analyses', schema=None) as batch_op:
         batch_op.drop_index('ix_photo_analyses_batch_name')
         batch_op.drop_index('ix_photo_analyses_status_updated')
