@@ -14,8 +14,8 @@ from jobs.queues import analysis_job_id, enqueue_analysis
 from jobs.runtime import current_job_generation, get_runtime
 from snapmatch import db
 from snapmatch.analysis import analysis_enabled, records, stage
-from snapmatch.analysis.gemini import GeminiAnalyzer, WaitLog
-from snapmatch.errors import RetryLater
+from snapmatch.analysis.gemini import GeminiAnalyzer, GeminiUnavailable, WaitLog
+from snapmatch.errors import QuotaExceeded, RetryLater
 from snapmatch.redis_client import get_redis
 from snapmatch.schema import AnalysisMode, AnalysisStatus, photo_analyses
 from snapmatch.settings import get_settings
@@ -86,9 +86,14 @@ def submit_analysis_batches() -> int:
     settings = get_settings()
     if not analysis_enabled(settings):
         return 0
-    names = stage.submit_waiting(
-        analyzer=get_analyzer(), storage=get_runtime().storage, settings=settings, now=db.utcnow()
-    )
+    try:
+        names = stage.submit_waiting(
+            analyzer=get_analyzer(), storage=get_runtime().storage, settings=settings, now=db.utcnow()
+        )
+    except (RetryLater, QuotaExceeded, GeminiUnavailable) as exc:
+        # The rows went back to the waiting line; the next run (every ANALYSIS_BATCH_POLL_SECONDS) tries again.
+        log.info("analysis batches not submitted now: %s", exc)
+        return 0
     return len(names)
 
 

@@ -110,7 +110,8 @@ def analysis_job_id(photo_id: int, generation: int) -> str:
 
 # Analysis waits (quota, cooldowns) reschedule without using these; they are for Gemini failing outright.
 ANALYSIS_RETRY = Retry(max=2, interval=[30, 120])
-ANALYSIS_JOB_TIMEOUT = 180
+# Three attempts of GEMINI_REQUEST_TIMEOUT_SECONDS (60 s) and their pauses fit.
+ANALYSIS_JOB_TIMEOUT = 300
 
 
 def enqueue_analysis(connection: Redis, photo_id: int, generation: int, delay: float = 0) -> str:

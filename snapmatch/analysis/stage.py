@@ -13,7 +13,7 @@ from redis import Redis, RedisError
 
 from snapmatch import progress
 from snapmatch.analysis import analysis_enabled, effective_mode, records
-from snapmatch.analysis.gemini import Analysis, GeminiAnalyzer, GeminiUnavailable, WaitLog
+from snapmatch.analysis.gemini import Analysis, GeminiAnalyzer, GeminiRejected, GeminiUnavailable, WaitLog
 from snapmatch.errors import QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.progress import Stage
 from snapmatch.redis_client import key
@@ -183,7 +183,17 @@ def poll_batches(*, analyzer: GeminiAnalyzer, redis: Redis) -> dict[str, int]:
         name = batch["name"]
         if name.startswith(records.SUBMITTING_PREFIX):
             continue
-        state = analyzer.batch_state(name)
+        try:
+            state = analyzer.batch_state(name)
+        except GeminiRejected as exc:
+            if exc.code != "gemini_not_found":
+                raise
+            # Gemini no longer knows the job (deleted, or past its retention): its photos go back to the line.
+            requeued += records.requeue_unanswered(name, set(), "unknown to Gemini", MAX_BATCH_ROUNDS)
+            continue
+        except (RetryLater, QuotaExceeded, GeminiUnavailable) as exc:
+            log.info("analysis batch %s not polled now: %s", name, exc)
+            break  # the limiter or Gemini says wait: the next poll tries again
         if not state.finished:
             continue
         answered: set[int] = set()

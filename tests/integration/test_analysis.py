@@ -229,3 +229,29 @@ def test_batch_mode_submits_polls_and_applies_at_half_price(gemini_env, fake, re
     )
     assert summary["estimated_cost_usd"] == pytest.approx(expected, abs=1e-6)
     assert fake.stats()["calls"]["batchGenerateContent"] == 2
+
+
+def test_a_batch_gemini_no_longer_knows_sends_its_photos_back_to_the_line(
+    gemini_env, fake, redis_url, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from jobs import analysis
+    from snapmatch import settings
+
+    monkeypatch.setenv("ANALYSIS_MODE", "batch")
+    monkeypatch.setenv("ANALYSIS_BATCH_MAX_WAIT_SECONDS", "0")
+    monkeypatch.setenv("GEMINI_REQUESTS_PER_MINUTE", "600")
+    settings.get_settings.cache_clear()
+    analysis.get_analyzer.cache_clear()
+    [photo_id] = ingest_all([coded_photo(["31"], seed=31)])
+    _work(redis_url)
+    assert analysis.submit_analysis_batches() == 1
+    assert _analysis(photo_id).batch_name.startswith("batches/")
+    fake.batches.clear()  # e.g. past Gemini's retention
+
+    assert analysis.poll_analysis_batches() == {"applied": 0, "requeued": 1}
+    row = _analysis(photo_id)
+    assert (row.status, row.batch_name, row.enqueue_count) == ("pending", None, 1)
+    assert analysis.submit_analysis_batches() == 1  # sent again
+    fake.configure(batch_seconds=0.0)
+    assert analysis.poll_analysis_batches()["applied"] == 1
+    assert _analysis(photo_id).numbers == '["31"]'
