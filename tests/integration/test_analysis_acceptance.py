@@ -99,8 +99,9 @@ def _analysis_jobs(redis_url: str) -> list[Job]:
 def test_fifty_photos_under_a_throttling_quota(env, monkeypatch, processes, redis_url) -> None:  # type: ignore[no-untyped-def]
     retry_delay = 3.0 / SCALE
     window = 60.0 / SCALE
-    # Each call takes a while (0.6 s / SCALE), so calls overlap and the concurrency limit has work to do.
-    latency = 0.6 / SCALE
+    # Each call takes longer than the gap between two tokens (2 s / SCALE), so calls overlap and the
+    # concurrency limit has work to do at every scale.
+    latency = 2.4 / SCALE
     with GeminiFake(
         seed=11, throttle_rate=0.4, retry_delay=f"{retry_delay:g}s", window_seconds=window, latency=latency
     ) as fake:
