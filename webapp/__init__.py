@@ -81,6 +81,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: matching]
 
     # [area: analysis, issue 18] extensions and blueprints below this line
+    from webapp import search
+
+    app.register_blueprint(search.bp)
     # [/area: analysis]
 
     # [area: operations, issue 16] extensions and blueprints below this line
