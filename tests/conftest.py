@@ -183,7 +183,7 @@ class Processes:
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     return url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy machine may be slow to answer
                 time.sleep(0.2)
         raise RuntimeError(f"web server did not start; see {self.log_dir / 'web.log'}")
 
