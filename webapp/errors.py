@@ -106,7 +106,12 @@ def init_app(app: Flask) -> None:
         code = _snake(HTTP_STATUS_CODES.get(status, "error"))
         if status == 413:
             code = "request_too_large"
-        return api_error(status, code, exc.description)
+        response = api_error(status, code, exc.description)
+        # The exception's own headers say how to do better (405's Allow, which HTTP requires).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -34,6 +34,8 @@ ERROR_STATUSES = {
     503: "Temporarily unable to accept this: retry after Retry-After seconds.",
 }
 RETRY_AFTER_STATUSES = (429, 503)
+# Statuses any operation may answer (e.g. 429 once a rate limit covers every route): add them here.
+EVERY_OPERATION_MAY_ANSWER: set[int] = set()
 
 
 # --- building blocks -------------------------------------------------------------------------------
@@ -88,16 +90,18 @@ def operation(
     body: Schema | None = None,
     description: str | None = None,
     ok_headers: Schema | None = None,
+    also: dict[int, Schema] | None = None,
 ) -> Schema:
     """One operation. ``ok`` is (status, schema) or (status, schema, media type); schema None means
-    no body. ``errors`` are the error statuses besides 401/403 (added for non-public operations)."""
+    no body. ``errors`` are the error statuses answered with the error shape, besides 401/403 (added
+    for non-public operations) and 400/413 (added with a body). ``also``: other responses, in full."""
     status, schema, *media = ok
     success: Schema = {"description": summary}
     if schema is not None:
         success["content"] = {media[0] if media else "application/json": {"schema": schema}}
     if ok_headers:
         success["headers"] = ok_headers
-    statuses = set(errors)
+    statuses = set(errors) | EVERY_OPERATION_MAY_ANSWER
     if not public:
         statuses |= {401, 403}
     if body is not None:
@@ -105,7 +109,8 @@ def operation(
     out: Schema = {
         "summary": summary,
         "responses": {str(status): success}
-        | {str(s): {"$ref": f"#/components/responses/E{s}"} for s in sorted(statuses)},
+        | {str(s): {"$ref": f"#/components/responses/E{s}"} for s in sorted(statuses)}
+        | {str(s): response for s, response in (also or {}).items()},
     }
     if description or roles:
         out["description"] = " ".join(filter(None, [f"Who: {roles}." if roles else None, description]))
@@ -128,9 +133,14 @@ def health_paths() -> Paths:
             "get": operation(
                 "Readiness: Redis and the database answer",
                 (200, ref("Readiness")),
-                503,
                 public=True,
-                description="503 (with the same body and Retry-After) while a dependency is down.",
+                also={
+                    503: {
+                        "description": "A dependency is down (same body), with Retry-After.",
+                        "content": {"application/json": {"schema": ref("Readiness")}},
+                        "headers": RETRY_AFTER,
+                    }
+                },
             )
         },
         "/api/openapi.json": {
@@ -183,7 +193,10 @@ def event_paths() -> Paths:
                     obj(
                         ["files"],
                         files={"type": "array", "items": FILE, "minItems": 1},
-                        batch_id={"type": "string", "pattern": BATCH_ID.pattern},
+                        batch_id={
+                            "anyOf": [{"type": "string", "pattern": BATCH_ID.pattern}, {"const": ""}],
+                            "description": "File these under an existing batch of mine; empty or absent: a new one.",
+                        },
                     )
                 ),
                 description="503 queue_full with Retry-After when the photo queue is full (nothing is stored).",
@@ -493,13 +506,15 @@ def _schemas() -> dict[str, Schema]:
     }
 
 
+RETRY_AFTER: Schema = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 0}}}
+
+
 def _error_responses() -> dict[str, Schema]:
-    retry_after = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 0}}}
     out = {}
     for status, text in ERROR_STATUSES.items():
         response: Schema = {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
         if status in RETRY_AFTER_STATUSES:
-            response["headers"] = retry_after
+            response["headers"] = RETRY_AFTER
         out[f"E{status}"] = response
     return out
 

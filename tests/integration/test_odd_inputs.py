@@ -95,3 +95,12 @@ def test_photo_check_takes_only_hex_digests(client, users, event) -> None:  # ty
         assert_error(client.post(path, json={"sha256": digests}, headers=users[0]), 400, "invalid_body")
     ok = client.post(path, json={"sha256": ["A" * 64]}, headers=users[0])
     assert ok.status_code == 200 and ok.json == {"present": [], "missing": ["a" * 64]}
+
+
+def test_method_not_allowed_names_the_allowed_methods(client, users) -> None:  # type: ignore[no-untyped-def]
+    # HTTP requires Allow on 405; the one error handler dropped the exception's headers.
+    for path in ("/healthz", "/api/events"):
+        resp = client.open(path, method="TRACE", headers=users[0])
+        assert_error(resp, 405, "method_not_allowed")
+        assert resp.headers["Allow"]
+    assert set(client.patch("/api/events", headers=users[0]).headers["Allow"].split(", ")) == {"POST", "OPTIONS"}

@@ -81,10 +81,10 @@ def test_document_is_valid_public_and_keeps_no_secrets(app, client, env) -> None
     text = resp.get_data(as_text=True)
     for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STORAGE_URL"):
         assert env[name] not in text, f"{name}'s value is in the document"
-    # Every operation answers errors in the one shape.
+    # Every operation answers errors in the one shape (readiness answers 503 with its checks).
     for key, op in documented_operations(doc).items():
         for status, response in op["responses"].items():
-            if status.startswith(("4", "5")):
+            if status.startswith(("4", "5")) and key != ("get", "/readyz"):
                 assert response == {"$ref": f"#/components/responses/E{status}"}, (key, status)
 
 
@@ -92,6 +92,8 @@ def test_document_is_valid_public_and_keeps_no_secrets(app, client, env) -> None
 
 # A stream on a real batch stays open for 30 minutes: it is checked below by reading its first events.
 NOT_FUZZED = ("/api/batches/{batch_id}/events",)
+# Left out: positive_data_acceptance (a schema-valid body may still be refused by the domain: a wrong
+# access code, bytes that are not an image) and the checks that need stateful links.
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -99,6 +101,10 @@ CHECKS = ",".join(
         "content_type_conformance",
         "response_headers_conformance",
         "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "ignored_auth",
     ]
 )
 MAX_EXAMPLES = 25
