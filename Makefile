@@ -17,9 +17,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# The web process refuses to start without a strong SECRET_KEY: a local install gets one generated
+# once into $(SNAPMATCH_VAR_DIR)/secret_key (mode 0600); a SECRET_KEY in the environment wins.
+SECRET_KEY_FILE := $(SNAPMATCH_VAR_DIR)/secret_key
+
+$(SECRET_KEY_FILE):
+	@mkdir -p $(SNAPMATCH_VAR_DIR)
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))' > $@.tmp && mv $@.tmp $@
+	@echo "Generated a SECRET_KEY for this install in $@ (keep it private)."
+
+run: $(STAMP) $(SECRET_KEY_FILE)
 	@mkdir -p var
-	@REDIS_URL=$$(PYTHON=$(BIN)/python scripts/ensure_redis.sh) || exit 1; export REDIS_URL; \
+	@SECRET_KEY=$${SECRET_KEY:-$$(cat $(SECRET_KEY_FILE))}; export SECRET_KEY; \
+	REDIS_URL=$$(PYTHON=$(BIN)/python scripts/ensure_redis.sh) || exit 1; export REDIS_URL; \
 	$(BIN)/flask --app webapp db upgrade && \
 	echo "" && \
 	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} with $(WORKERS) worker(s) (REDIS_URL=$$REDIS_URL)" && \

@@ -5,6 +5,7 @@ Applied to this process (for domain calls) and returned for the processes the be
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,8 @@ def isolated_environment(prefix: str, redis_url: str, **extra: str) -> tuple[Pat
         "REDIS_URL": redis_url,
         "STORAGE_URL": f"file://{tmp}/media",
         "SNAPMATCH_VAR_DIR": str(tmp),
+        # The web process refuses to start without a strong key (webapp/secret_key.py).
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(48),
         **extra,
     }
     os.environ.update(values)

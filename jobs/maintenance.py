@@ -124,11 +124,12 @@ def sweep() -> dict[str, int]:
     )
     if photo_rows:
         enqueue_photos(redis, [(r.id, r.enqueue_count + 1) for r in photo_rows])
+    keys = {r.id: r.image_key for r in stale_selfies}
     selfie_rows, selfies_failed = _abandoned(
         selfies,
         stale_selfies,
         selfie_job_id,
-        lambda i: mark_selfie_failed(i, "abandoned", GIVE_UP_MESSAGE),
+        lambda i: mark_selfie_failed(i, keys[i], "abandoned", GIVE_UP_MESSAGE),
     )
     for r in selfie_rows:
         enqueue_selfie(redis, r.id, r.image_key, r.enqueue_count + 1)

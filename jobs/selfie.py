@@ -36,4 +36,6 @@ def process_selfie_job(selfie_id: int, image_key: str) -> str:
 def on_selfie_job_failure(job, connection, exc_type, exc_value, _traceback) -> None:  # type: ignore[no-untyped-def]
     if job.retries_left:
         return
-    mark_selfie_failed(job.args[0], "processing_error", f"{exc_type.__name__ if exc_type else 'error'}: {exc_value}")
+    mark_selfie_failed(
+        job.args[0], job.args[1], "processing_error", f"{exc_type.__name__ if exc_type else 'error'}: {exc_value}"
+    )

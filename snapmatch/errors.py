@@ -79,3 +79,34 @@ class RetryLater(SnapmatchError):
         super().__init__(f"{provider}: {reason}, retry in {delay:.2f} s")
         self.delay = delay
         self.reason = reason
+
+
+# What a photographer or attendee reads for each error code stored on a photo or selfie row, or
+# answered for one file of an upload. The details (exception text, paths, hosts) go to the logs only.
+USER_MESSAGES: dict[str, str] = {
+    "processing_error": "Processing failed on every attempt. Upload the file again; if it fails again, "
+    "tell the organiser.",
+    "abandoned": "Processing was interrupted too many times (worker crashes). Upload the file again.",
+    "storage_error": "The file could not be stored just now. Upload it again in a moment.",
+    "database_error": "The file could not be recorded just now. Upload it again in a moment.",
+    "corrupt_image": "The image data is damaged and cannot be read. Export or copy the photo again.",
+    "unsupported_type": "The stored file is not a JPEG, PNG or WebP image.",
+    "encode_failed": "The image could not be converted for face recognition. Export it again as a JPEG.",
+    "too_large": "The image cannot be made small enough for face recognition.",
+    "provider_image": "The face recognition service refused this image. Export it again as an ordinary JPEG.",
+    "provider_error": "The face recognition service refused the request. The organiser has been told.",
+    "quota_exceeded": "The face recognition service was busy for too long; the photo waits to be tried again.",
+    "budget_exceeded": "The event's face recognition budget is used up; the photo waits until the organiser raises it.",
+    "no_face": "No face was found in the selfie: take one facing the camera, in good light.",
+}
+GENERIC_MESSAGE = "Processing failed. Upload the file again; if it fails again, tell the organiser."
+
+
+def user_message(code: str) -> str:
+    """The sentence shown for ``code`` (a generic one for codes without their own)."""
+    return USER_MESSAGES.get(code, GENERIC_MESSAGE)
+
+
+def user_error(code: str) -> dict[str, str]:
+    """The ``{"code", "message"}`` pair for a per-file or per-row error."""
+    return {"code": code, "message": user_message(code)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -101,9 +102,53 @@ def _webp_size(head: bytes) -> tuple[int, int]:
     raise ValueError(f"unknown or short WebP chunk {chunk!r}")
 
 
-def _image_size(kind: ImageType, head: bytes) -> tuple[int, int]:
+# How far into a JPEG its frame header may sit: metadata segments (EXIF, ICC profiles in APP2,
+# XMP in APP1, Photoshop's APP13) come first and reach hundreds of KB in exports from editors.
+JPEG_HEADER_SEARCH_BYTES = 8 * 1024 * 1024
+# Start-Of-Frame markers (baseline, progressive, lossless, arithmetic): all but DHT, JPG and DAC.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RST0-7 carry no length
+
+
+def _jpeg_size(source: BinaryIO, limit: int = JPEG_HEADER_SEARCH_BYTES) -> tuple[int, int]:
+    """(width, height) from a JPEG's frame header, reached by walking the marker segments from the
+    start (reading 2-4 bytes per segment and seeking over the rest), within the first ``limit`` bytes."""
+    source.seek(0)
+    if source.read(2) != b"\xff\xd8":
+        raise ValueError("no JPEG start-of-image marker")
+    while True:
+        if source.tell() > limit:
+            raise ValueError(f"no JPEG frame header in the first {limit // (1024 * 1024)} MB")
+        byte = source.read(1)
+        if byte != b"\xff":
+            raise ValueError("JPEG marker expected" if byte else "the JPEG ends before its frame header")
+        marker = 0xFF
+        while marker == 0xFF:  # any number of 0xFF fill bytes may precede a marker
+            read = source.read(1)
+            if not read:
+                raise ValueError("the JPEG ends before its frame header")
+            marker = read[0]
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD8, 0xD9, 0xDA, 0x00):  # SOI again, EOI or scan data before any frame header
+            raise ValueError(f"JPEG marker 0x{marker:02X} before the frame header")
+        length_bytes = source.read(2)
+        if len(length_bytes) < 2 or int.from_bytes(length_bytes, "big") < 2:
+            raise ValueError("broken JPEG segment length")
+        length = int.from_bytes(length_bytes, "big")
+        if marker in _JPEG_SOF:
+            frame = source.read(5)  # precision, height, width
+            if len(frame) < 5:
+                raise ValueError("the JPEG ends inside its frame header")
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        source.seek(length - 2, io.SEEK_CUR)
+
+
+def _image_size(kind: ImageType, head: bytes, source: BinaryIO | None) -> tuple[int, int]:
     if kind is ImageType.WEBP:
         return _webp_size(head)
+    if kind is ImageType.JPEG:
+        return _jpeg_size(source if source is not None else io.BytesIO(head))
     previous_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header alone
@@ -113,8 +158,12 @@ def _image_size(kind: ImageType, head: bytes) -> tuple[int, int]:
         Image.MAX_IMAGE_PIXELS = previous_limit
 
 
-def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_pixels: int) -> ImageHeader:
+def inspect_upload(
+    head: bytes, tail: bytes, size: int, *, max_bytes: int, max_pixels: int, source: BinaryIO | None = None
+) -> ImageHeader:
     """Validate an uploaded file from its first bytes (>= 64 KiB when available) and last 4 KiB.
+
+    ``source`` (the whole file, seekable) lets a JPEG's frame header be found past ``head``.
 
     Raises ``InvalidUpload`` with a specific code; decodes no pixels.
     """
@@ -134,7 +183,7 @@ def inspect_upload(head: bytes, tail: bytes, size: int, *, max_bytes: int, max_p
             status=415,
         )
     try:
-        width, height = _image_size(kind, head)
+        width, height = _image_size(kind, head, source)
     except Exception as exc:  # Pillow raises many types for a broken header
         raise InvalidUpload(
             f"The {kind.name} header cannot be read ({exc.__class__.__name__}); the file is damaged.",
@@ -223,7 +272,9 @@ def prepare(data: bytes, *, max_pixels: int, keep_pixels: int = 26_000_000) -> P
     if kind is None:
         raise PermanentImageError("The stored file is not a JPEG, PNG or WebP image.", code="unsupported_type")
     try:
-        header = inspect_upload(data[:65536], data[-4096:], len(data), max_bytes=len(data), max_pixels=max_pixels)
+        header = inspect_upload(
+            data[:65536], data[-4096:], len(data), max_bytes=len(data), max_pixels=max_pixels, source=io.BytesIO(data)
+        )
     except InvalidUpload as exc:
         raise PermanentImageError(exc.message, code=exc.code) from exc
     flag, _ = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -17,15 +18,16 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from snapmatch import db
-from snapmatch.errors import Conflict, InvalidUpload, SnapmatchError
+from snapmatch.errors import Conflict, InvalidUpload, SnapmatchError, user_error
 from snapmatch.imaging import ImageHeader, ImageType, inspect_upload
 from snapmatch.schema import PhotoStatus, batches, photos
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
+log = logging.getLogger(__name__)
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 4096
 _EXTENSIONS = {ImageType.JPEG: "jpg", ImageType.PNG: "png", ImageType.WEBP: "webp"}
@@ -167,13 +169,15 @@ def spool(stream: BinaryIO, tmp_dir: str, max_bytes: int) -> SpooledFile:
 
 def check_spooled(spooled: SpooledFile, settings: Settings) -> ImageHeader:
     """Header-only checks of a spooled upload against the configured limits."""
-    return inspect_upload(
-        spooled.head,
-        spooled.tail,
-        spooled.size,
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-    )
+    with open(spooled.path, "rb") as source:
+        return inspect_upload(
+            spooled.head,
+            spooled.tail,
+            spooled.size,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            source=source,
+        )
 
 
 def check_filename(name: str | None) -> str:
@@ -225,6 +229,44 @@ def existing_photo(event_id: int, sha256: str) -> int | None:
         ).scalar()
 
 
+def _photo_with_bytes(event_id: int, sha256: str) -> int | None | bool:
+    """The photo holding these bytes, None if there is none, False if the database cannot say
+    (then the stored original is kept: an orphan file is better than a row without its file)."""
+    try:
+        return existing_photo(event_id, sha256)
+    except SQLAlchemyError:
+        log.warning("event %s: cannot tell whether a photo holds %s; its stored original is kept", event_id, sha256)
+        return False
+
+
+def _delete_quietly(storage: Storage, key: str) -> None:
+    try:
+        storage.delete(key)
+    except Exception:  # noqa: BLE001 - the upload's answer is already decided; the log keeps the orphan's key
+        log.exception("could not delete %s, which no row references", key)
+
+
+def _record_photo(event_id: int, batch_id: str, spooled: SpooledFile, header: ImageHeader, name: str, key: str) -> int:
+    now = db.utcnow()
+    with db.transaction() as conn:
+        return conn.execute(
+            insert(photos).values(
+                event_id=event_id,
+                batch_id=batch_id,
+                sha256=spooled.sha256,
+                filename=name,
+                content_type=header.type.value,
+                size_bytes=spooled.size,
+                width=header.width,
+                height=header.height,
+                original_key=key,
+                status=PhotoStatus.QUEUED.value,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+
+
 def ingest_file(
     *,
     event_id: int,
@@ -235,7 +277,8 @@ def ingest_file(
     settings: Settings,
     tmp_dir: str,
 ) -> FileResult:
-    """Validate, dedupe, store and record one uploaded file. Never raises for a bad file."""
+    """Validate, dedupe, store and record one uploaded file. Never raises for a bad file, nor for a
+    storage or database error on this file alone: it is rejected with a code, nothing left stored."""
     display_name = (filename or "unnamed")[:255]
     spooled = None
     try:
@@ -246,31 +289,22 @@ def ingest_file(
         if duplicate_of is not None:
             return FileResult(display_name, "duplicate", photo_id=duplicate_of, sha256=spooled.sha256)
         key = original_key(event_id, spooled.sha256, header.type)
-        storage.put_file(key, spooled.path, header.type.value)
-        now = db.utcnow()
         try:
-            with db.transaction() as conn:
-                photo_id = conn.execute(
-                    insert(photos).values(
-                        event_id=event_id,
-                        batch_id=batch_id,
-                        sha256=spooled.sha256,
-                        filename=display_name,
-                        content_type=header.type.value,
-                        size_bytes=spooled.size,
-                        width=header.width,
-                        height=header.height,
-                        original_key=key,
-                        status=PhotoStatus.QUEUED.value,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                ).inserted_primary_key[0]
-        except IntegrityError:
-            # The same bytes arrived concurrently in another request: that one won.
-            return FileResult(
-                display_name, "duplicate", photo_id=existing_photo(event_id, spooled.sha256), sha256=spooled.sha256
-            )
+            storage.put_file(key, spooled.path, header.type.value)
+        except Exception:  # noqa: BLE001 - OSError, botocore's errors...: this file fails, the others go on
+            log.exception("upload %r to event %s: storing %s failed", display_name, event_id, key)
+            return FileResult(display_name, "rejected", error=user_error("storage_error"), sha256=spooled.sha256)
+        try:
+            photo_id = _record_photo(event_id, batch_id, spooled, header, display_name, key)
+        except SQLAlchemyError as exc:
+            winner = _photo_with_bytes(event_id, spooled.sha256)
+            if isinstance(exc, IntegrityError) and isinstance(winner, int):
+                # The same bytes arrived concurrently in another request: that one won (and owns the key).
+                return FileResult(display_name, "duplicate", photo_id=winner, sha256=spooled.sha256)
+            log.exception("upload %r to event %s: recording the photo failed", display_name, event_id)
+            if winner is None:  # no row points at the stored original: remove it
+                _delete_quietly(storage, key)
+            return FileResult(display_name, "rejected", error=user_error("database_error"), sha256=spooled.sha256)
         return FileResult(display_name, PhotoStatus.QUEUED.value, photo_id=photo_id, sha256=spooled.sha256)
     except InvalidUpload as exc:
         return FileResult(display_name, "rejected", error={"code": exc.code, "message": exc.message})

@@ -42,7 +42,9 @@ class PhotosInFlight(SnapmatchError):
     status = 409
 
 
-def _lock_event(conn: Connection, event_id: int) -> None:
+def lock_event(conn: Connection, event_id: int) -> None:
+    """Take the event's matching lock: the first statement of every transaction that writes faces,
+    selfies or matches of the event (a row lock on PostgreSQL, the write lock on SQLite)."""
     conn.execute(update(events).where(events.c.id == event_id).values(match_version=events.c.match_version + 1))
 
 
@@ -94,7 +96,7 @@ def write_photo_faces(
     with them (face index -> hits) the collection engine's search results are written.
     """
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         conn.execute(delete(matches).where(matches.c.photo_id == photo_id))
         conn.execute(delete(faces).where(faces.c.photo_id == photo_id))
         face_ids: list[int] = []
@@ -167,7 +169,7 @@ def write_selfie_matches(
     Returns the number of matches, or None when the selfie was replaced meanwhile.
     """
     with db.transaction() as conn:
-        _lock_event(conn, event_id)
+        lock_event(conn, event_id)
         current = conn.execute(select(selfies.c.image_key).where(selfies.c.id == selfie_id)).scalar()
         if current != image_key:
             return None

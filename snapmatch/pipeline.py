@@ -220,11 +220,16 @@ def process_photo(
     return Outcome.DONE
 
 
-def mark_selfie_failed(selfie_id: int, code: str, message: str) -> None:
+def mark_selfie_failed(selfie_id: int, image_key: str, code: str, message: str) -> None:
+    """Fail the selfie upload ``image_key`` names: a replaced upload's job failing leaves the new one alone."""
     with db.transaction() as conn:
         conn.execute(
             update(selfies)
-            .where(selfies.c.id == selfie_id, selfies.c.status == SelfieStatus.PROCESSING.value)
+            .where(
+                selfies.c.id == selfie_id,
+                selfies.c.image_key == image_key,
+                selfies.c.status == SelfieStatus.PROCESSING.value,
+            )
             .values(status=SelfieStatus.FAILED.value, error_code=code, error_message=message, updated_at=db.utcnow())
         )
 
@@ -256,7 +261,7 @@ def process_selfie(
     try:
         prepared = imaging.prepare(storage.get(image_key), max_pixels=settings.MAX_IMAGE_PIXELS)
     except PermanentImageError as exc:
-        mark_selfie_failed(selfie_id, exc.code, exc.message)
+        mark_selfie_failed(selfie_id, image_key, exc.code, exc.message)
         return Outcome.FAILED
     try:
         if isinstance(engine, CollectionFaceEngine):
@@ -274,7 +279,7 @@ def process_selfie(
                 )
                 outcome = Outcome.DONE
     except QuotaExceeded as exc:
-        mark_selfie_failed(selfie_id, exc.code, exc.message)
+        mark_selfie_failed(selfie_id, image_key, exc.code, exc.message)
         outcome = Outcome.FAILED
     except PhotosInFlight as exc:
         raise RetryLater(2.0, "photos in flight") from exc

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from redis import Redis, RedisError
 
-from snapmatch.redis_client import key
+from snapmatch.redis_client import key, max_block_ms
 
 log = logging.getLogger(__name__)
 STREAM_MAXLEN = 20_000
@@ -56,7 +56,14 @@ def publish_many(redis: Redis, batch_id: str | None, events: list[tuple[Stage, i
 def read(
     redis: Redis, batch_id: str, last_id: str = "0", block_ms: int = 0, count: int = 500
 ) -> list[tuple[str, dict]]:
-    """Events after ``last_id`` (blocking up to ``block_ms`` when there are none)."""
+    """Events after ``last_id`` (blocking up to ``block_ms`` when there are none).
+
+    The block is capped below the client's socket timeout, so a quiet wait returns ``[]`` instead
+    of dying as a socket timeout; pass ``redis_client.get_blocking_redis()`` to wait the full block.
+    """
+    if block_ms:
+        cap = max_block_ms(redis)
+        block_ms = block_ms if cap is None else min(block_ms, cap)
     result = redis.xread({stream_key(batch_id): last_id}, count=count, block=block_ms or None)
     out = []
     for _stream, entries in result or []:

@@ -8,18 +8,43 @@ from redis import Redis
 
 from snapmatch.settings import get_settings
 
-_clients: dict[tuple[int, str], Redis] = {}
+# An ordinary command that gets no answer for this long means the server or the network is gone.
+SOCKET_TIMEOUT_SECONDS = 10
+# Blocking reads (XREAD BLOCK for progress streams) wait on the server by design; their client's
+# socket timeout must be longer than any block, or every quiet wait ends as a socket timeout.
+BLOCKING_SOCKET_TIMEOUT_SECONDS = 60
+
+_clients: dict[tuple[int, str, float], Redis] = {}
+
+
+def _client(url: str | None, socket_timeout: float) -> Redis:
+    url = url or get_settings().REDIS_URL
+    key = (os.getpid(), url, socket_timeout)
+    client = _clients.get(key)
+    if client is None:
+        client = Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=5, health_check_interval=30)
+        _clients[key] = client
+    return client
 
 
 def get_redis(url: str | None = None) -> Redis:
     """One client (with its own pool) per process and URL; a forked child gets a fresh one."""
-    url = url or get_settings().REDIS_URL
-    key = (os.getpid(), url)
-    client = _clients.get(key)
-    if client is None:
-        client = Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        _clients[key] = client
-    return client
+    return _client(url, SOCKET_TIMEOUT_SECONDS)
+
+
+def get_blocking_redis(url: str | None = None) -> Redis:
+    """A client for commands that block on the server (``progress.read`` with ``block_ms``), whose
+    socket timeout outlasts the block; kept apart so ordinary commands still fail fast."""
+    return _client(url, BLOCKING_SOCKET_TIMEOUT_SECONDS)
+
+
+def max_block_ms(client: Redis, margin_seconds: float = 2.0) -> int | None:
+    """The longest server-side block this client can wait through without a socket timeout
+    (None: the client has no socket timeout)."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout is None:
+        return None
+    return max(1, int(max(timeout - margin_seconds, timeout / 2) * 1000))
 
 
 def key(*parts: object) -> str:

@@ -75,6 +75,14 @@ api_tokens = Table(
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # [area: security, issue 13] token names, a shown prefix, expiry and last use (migration 0004)
+    Column("name", String(100)),
+    # The first characters of the token (never enough to use it), so a person can tell tokens apart.
+    Column("prefix", String(16), index=True),
+    Column("expires_at", DateTime(timezone=True)),
+    # Written at most once a minute per token (see accounts.LAST_USED_RESOLUTION_SECONDS).
+    Column("last_used_at", DateTime(timezone=True)),
+    # [/area: security]
 )
 
 events = Table(

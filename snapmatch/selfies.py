@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -11,6 +12,7 @@ from snapmatch import db
 from snapmatch.accounts import User
 from snapmatch.errors import InvalidUpload, NotFound
 from snapmatch.ingest import check_spooled, spool
+from snapmatch.matching import lock_event
 from snapmatch.schema import SelfieStatus, matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
@@ -28,16 +30,40 @@ class SelfieUpload:
 def put_selfie(
     user: User, event_id: int, stream: BinaryIO, *, storage: Storage, settings: Settings, tmp_dir: str
 ) -> SelfieUpload:
-    """Store the selfie and (re)set its row to processing; raises ``InvalidUpload`` for bad files."""
+    """Store the selfie and (re)set its row to processing; raises ``InvalidUpload`` for bad files.
+
+    Each upload gets a key of its own (not only its content hash): two simultaneous uploads of one
+    file must not share a key that the later one deletes as "the replaced selfie". The row is
+    written under the event's matching lock, which also serialises simultaneous first selfies of
+    one attendee (no unique violation); the image a commit replaced is deleted after it, and the
+    new image if the commit failed, so no stored image outlives its row.
+    """
     spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
     try:
         header = check_spooled(spooled, settings)
-        image_key = f"selfies/{event_id}/{user.id}/{spooled.sha256}.{header.type.name.lower()}"
+        image_key = (
+            f"selfies/{event_id}/{user.id}/{spooled.sha256[:32]}-{secrets.token_hex(8)}.{header.type.name.lower()}"
+        )
         storage.put_file(image_key, spooled.path, header.type.value)
     finally:
         spooled.discard()
+    try:
+        upload, replaced_key = _record_selfie(user, event_id, image_key)
+    except BaseException:
+        storage.delete(image_key)
+        raise
+    if replaced_key is not None:
+        storage.delete(replaced_key)
+    return upload
+
+
+def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpload, str | None]:
+    """Insert or replace the attendee's selfie row; returns the upload and the image key it replaced."""
     now = db.utcnow()
     with db.transaction() as conn:
+        # First statement: a photo committing now either finished before (its matches on the old
+        # selfie are deleted below) or starts after and sees this selfie as processing.
+        lock_event(conn, event_id)
         row = conn.execute(
             select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count, selfies.c.provider_face_id).where(
                 selfies.c.event_id == event_id, selfies.c.user_id == user.id
@@ -54,7 +80,7 @@ def put_selfie(
                     updated_at=now,
                 )
             ).inserted_primary_key[0]
-            return SelfieUpload(selfie_id, image_key, 0)
+            return SelfieUpload(selfie_id, image_key, 0), None
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         generation = row.enqueue_count + 1
         conn.execute(
@@ -71,9 +97,7 @@ def put_selfie(
                 updated_at=now,
             )
         )
-    if row.image_key != image_key:
-        storage.delete(row.image_key)
-    return SelfieUpload(row.id, image_key, generation, row.provider_face_id)
+    return SelfieUpload(row.id, image_key, generation, row.provider_face_id), row.image_key
 
 
 def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
@@ -85,10 +109,15 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
     """Forget the attendee's face: the selfie image, its descriptor and every match.
 
     Returns the face id to delete from a provider collection, if the engine keeps one."""
-    row = get_selfie(user, event_id)
-    if row is None:
-        raise NotFound("You have no selfie in this event.", code="selfie_not_found")
     with db.transaction() as conn:
+        lock_event(conn, event_id)  # a photo committing now must not add matches to a selfie being deleted
+        row = conn.execute(
+            select(selfies.c.id, selfies.c.image_key, selfies.c.provider_face_id).where(
+                selfies.c.event_id == event_id, selfies.c.user_id == user.id
+            )
+        ).first()
+        if row is None:
+            raise NotFound("You have no selfie in this event.", code="selfie_not_found")
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
     storage.delete(row.image_key)

@@ -81,7 +81,9 @@ class Settings:
     MAX_IMAGE_PIXELS: int = field(default_factory=lambda: _env_int("MAX_IMAGE_PIXELS", 100_000_000))
     DB_POOL_SIZE: int = field(default_factory=lambda: _env_int("DB_POOL_SIZE", 5))
     DB_MAX_OVERFLOW: int = field(default_factory=lambda: _env_int("DB_MAX_OVERFLOW", 10))
-    SECRET_KEY: str = field(default_factory=lambda: _env_str("SECRET_KEY", "dev-only-change-me"))
+    # Signs session cookies and CSRF tokens. No default: the web process refuses to start without a
+    # strong one (webapp/secret_key.py); `make run` generates one into ./var/secret_key.
+    SECRET_KEY: str = field(default_factory=lambda: _env_str("SECRET_KEY", ""))
     # Seconds a photo may sit in queued/processing with no live job before the sweeper re-enqueues it.
     SWEEP_GRACE_SECONDS: int = field(default_factory=lambda: _env_int("SWEEP_GRACE_SECONDS", 20))
     # Per-photo job timeout (RQ kills the work horse after this many seconds).
@@ -89,6 +91,20 @@ class Settings:
 
     # ---- settings by area: each area adds its fields between its own markers (merge-friendly) ----
     # [area: security, issue 13] add below this line
+    # Largest body a JSON route reads (checked from Content-Length before reading).
+    JSON_MAX_BYTES: int = field(default_factory=lambda: _env_int("JSON_MAX_BYTES", 64 * 1024))
+    # Sign-in attempts (POST /login, POST /api/tokens), flask-limiter syntax, counted in Redis.
+    LOGIN_RATE_LIMIT_PER_IP: str = field(default_factory=lambda: _env_str("LOGIN_RATE_LIMIT_PER_IP", "10/minute"))
+    LOGIN_RATE_LIMIT_PER_EMAIL: str = field(default_factory=lambda: _env_str("LOGIN_RATE_LIMIT_PER_EMAIL", "5/minute"))
+    # Send the session cookie over HTTPS only (set to 1 in production behind TLS).
+    SESSION_COOKIE_SECURE: bool = field(
+        default_factory=lambda: _env_str("SESSION_COOKIE_SECURE", "0").lower() in ("1", "true", "yes", "on")
+    )
+    # How long a sign-in lasts.
+    SESSION_LIFETIME_HOURS: int = field(default_factory=lambda: _env_int("SESSION_LIFETIME_HOURS", 168))
+    # Reverse proxies in front of the web process that set X-Forwarded-For/-Proto/-Host (0 = none):
+    # the client address (rate limits) and https (Secure cookies) are read from their headers.
+    TRUSTED_PROXIES: int = field(default_factory=lambda: _env_int("TRUSTED_PROXIES", 0))
     # [/area: security]
 
     # [area: robustness, issue 13] add below this line

@@ -87,7 +87,7 @@ def env(monkeypatch, tmp_path, database_url, redis_url) -> Iterator[dict[str, st
         "REDIS_URL": redis_url,
         "STORAGE_URL": f"file://{var}/media",
         "SNAPMATCH_VAR_DIR": str(var),
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-only-secret-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0",
         "SWEEP_GRACE_SECONDS": "3",
     }
     for k, v in values.items():
@@ -183,7 +183,7 @@ class Processes:
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     return url
-            except (requests.ConnectionError, requests.Timeout):  # a busy machine may be slow to answer
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting on a busy machine
                 time.sleep(0.2)
         raise RuntimeError(f"web server did not start; see {self.log_dir / 'web.log'}")
 

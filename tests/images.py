@@ -123,3 +123,21 @@ def variant(path, *, flip: bool = False, crop: float = 1.0, gain: float = 1.0, s
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 88])
     assert ok
     return buf.tobytes()
+
+
+def with_metadata_segments(data: bytes, app2_bytes: int = 180_000, xmp_bytes: int = 20_000) -> bytes:
+    """``data`` (a JPEG) with the metadata an editor's export carries before its frame header: an ICC
+    profile split over APP2 segments (``app2_bytes`` in all), XMP in APP1, Photoshop's APP13."""
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    chunk = 65_000
+    icc = bytes(range(256)) * (app2_bytes // 256 + 1)
+    parts = [icc[i : i + chunk] for i in range(0, app2_bytes, chunk)]
+    app2 = b"".join(
+        segment(0xE2, b"ICC_PROFILE\x00" + bytes([n + 1, len(parts)]) + part) for n, part in enumerate(parts)
+    )
+    xmp = segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + b"<x:xmpmeta/>" + b" " * xmp_bytes)
+    app13 = segment(0xED, b"Photoshop 3.0\x00" + b"8BIM" + b"\x00" * 30_000)
+    return data[:2] + app2 + xmp + app13 + data[2:]

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from snapmatch.settings import VAR_DIR, Settings, get_settings
 
@@ -18,6 +20,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings: Settings = (test_config or {}).get("SNAPMATCH") or get_settings()
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
+        SESSION_COOKIE_NAME="snapmatch_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.SESSION_COOKIE_SECURE,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.SESSION_LIFETIME_HOURS),
         SNAPMATCH=settings,
         # Per-file limits are checked while streaming; this only bounds one request's body.
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * 20,
@@ -44,6 +51,20 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(module.bp)
 
     # [area: security, issue 13] extensions and blueprints below this line
+    from webapp import auth, bodylimits, csrf, identity, ratelimits, signin
+    from webapp.secret_key import check_secret_key
+
+    app.config["SECRET_KEY"] = check_secret_key(app.config.get("SECRET_KEY"))
+    if settings.TRUSTED_PROXIES:
+        n = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    # Order matters: the body limits run before anything may read the body (CSRF reads forms).
+    bodylimits.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    ratelimits.init_app(app)
+    app.register_blueprint(signin.bp)
+    app.register_blueprint(identity.bp)
     # [/area: security]
 
     # [area: robustness, issue 13] extensions and blueprints below this line

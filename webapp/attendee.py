@@ -4,7 +4,6 @@ photo endpoints shared by owners, matched attendees and admins."""
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Blueprint, Response, jsonify, request
 from redis import RedisError
@@ -15,12 +14,15 @@ from snapmatch import cache, db, events, selfies
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
-from webapp.errors import IdConverter, json_body
+from webapp.bodylimits import upload_limit
+from webapp.errors import json_body
+from webapp.params import id_arg, int_arg
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("attendee", __name__)
 log = logging.getLogger(__name__)
-MAX_PAGE = 1_000_000  # page * per_page stays far inside the database's integers
+MAX_PAGE = 100_000
+MAX_PER_PAGE = 200
 
 
 @bp.post("/api/events/<id:event_id>/join")
@@ -32,6 +34,7 @@ def join(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.put("/api/events/<id:event_id>/selfie")
+@upload_limit(files=1)
 @require_user(Role.ATTENDEE)
 def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
@@ -87,13 +90,7 @@ def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
 
 
 def _event_id_arg() -> int:
-    # Bounded like path ids (isdigit() alone let "²" and 2**64 through to int() and the database).
-    raw = request.args.get("event_id", "")
-    if not raw:
-        raise SnapmatchError("Pass ?event_id=<id>.", code="missing_event_id")
-    if not re.fullmatch(IdConverter.regex, raw):
-        raise SnapmatchError("event_id must be a whole number from 1 to 2**63-1.", code="invalid_event_id")
-    return int(raw)
+    return id_arg("event_id")
 
 
 @bp.get("/api/my-photos")
@@ -119,10 +116,8 @@ def my_photos():  # type: ignore[no-untyped-def]
 def all_photos():  # type: ignore[no-untyped-def]
     event_id = _event_id_arg()
     events.viewable_event(current_user(), event_id)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    if page > MAX_PAGE:
-        raise SnapmatchError(f"page must be at most {MAX_PAGE}.", code="invalid_page")
-    per_page = min(200, max(1, request.args.get("per_page", 50, type=int) or 50))
+    page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
+    per_page = int_arg("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
     done = (photos.c.event_id == event_id) & (photos.c.status == PhotoStatus.DONE.value)
     with db.connection() as conn:
         total = conn.execute(select(func.count()).select_from(photos).where(done)).scalar()

@@ -1,4 +1,8 @@
-"""Who is calling: a Bearer API token or the session cookie, and role checks for views."""
+"""Who is calling: a Bearer API token or the Flask-Login session cookie, and role checks for views.
+
+Every route accepts either. A Bearer header wins (and a bad one is a 401, never a fall-back to the
+cookie). Unauthenticated page requests are sent to /login?next=…; API requests get a 401 JSON error.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,22 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
-from flask import g, request, session
+import flask_login
+from flask import Flask, g, redirect, request, session, url_for
+from flask_login import LoginManager, UserMixin
 
 from snapmatch import accounts
 from snapmatch.accounts import User
 from snapmatch.errors import Forbidden, SnapmatchError
 from snapmatch.schema import Role
+from webapp.errors import wants_html
 
 F = TypeVar("F", bound=Callable[..., object])
+
+login_manager = LoginManager()
+# The session is bound to the browser (address + user agent) it was made in; a copied cookie used
+# elsewhere is dropped.
+login_manager.session_protection = "strong"
 
 
 class Unauthorized(SnapmatchError):
@@ -21,19 +33,65 @@ class Unauthorized(SnapmatchError):
     status = 401
 
 
+class SessionUser(UserMixin):
+    """Flask-Login's view of a ``User`` (the session stores only the id)."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def get_id(self) -> str:
+        return str(self.user.id)
+
+
+@login_manager.user_loader
+def _load_session_user(user_id: str) -> SessionUser | None:
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
+        return None
+    user = accounts.get_user(int(user_id))
+    return SessionUser(user) if user else None
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
 def current_user() -> User | None:
     if "user" in g:
         return g.user
     user = None
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        user = accounts.user_for_token(header[7:].strip())
+    token = bearer_token()
+    if token is not None:
+        user = accounts.user_for_token(token)
         if user is None:
             raise Unauthorized("That API token is not valid: create one with `flask --app webapp tokens create`.")
-    elif session.get("user_id"):
-        user = accounts.get_user(int(session["user_id"]))
+    else:
+        signed_in = flask_login.current_user
+        if signed_in.is_authenticated:
+            user = signed_in.user
     g.user = user
     return user
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for ``user``: whatever the old session held (a fixed id, a planted
+    value) is gone, and the new cookie carries only the sign-in."""
+    session.clear()
+    session.permanent = True
+    flask_login.login_user(SessionUser(user))
+    g.user = user
+
+
+def sign_out() -> None:
+    flask_login.logout_user()
+    session.clear()
+    g.pop("user", None)
+
+
+def login_redirect():  # type: ignore[no-untyped-def]
+    return redirect(url_for("signin.login_page", next=request.full_path if request.query_string else request.path))
 
 
 def require_user(*roles: Role) -> Callable[[F], F]:
@@ -44,6 +102,8 @@ def require_user(*roles: Role) -> Callable[[F], F]:
         def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
             user = current_user()
             if user is None:
+                if wants_html():
+                    return login_redirect()
                 raise Unauthorized("Sign in, or send `Authorization: Bearer <token>`.")
             if roles and user.role not in roles and not user.is_admin:
                 names = " or ".join(r.value for r in roles)
@@ -53,3 +113,7 @@ def require_user(*roles: Role) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorate
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)

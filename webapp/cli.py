@@ -1,4 +1,4 @@
-"""Flask CLI commands for bootstrap and operations: ``db upgrade``, ``users create``, ``tokens create``."""
+"""Flask CLI commands for bootstrap and operations: ``db upgrade``, ``users create``, ``tokens create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -36,14 +36,55 @@ def users_create(email: str, role: str, password: str) -> None:
 
 @tokens_cli.command("create")
 @click.argument("email")
-def tokens_create(email: str) -> None:
+@click.option("--name", default=None, help="A label to tell this token apart (shown by `tokens list`).")
+@click.option(
+    "--expires-days", type=click.IntRange(1, accounts.MAX_TOKEN_DAYS), default=None, help="Expire after N days."
+)
+def tokens_create(email: str, name: str | None, expires_days: int | None) -> None:
     """Create an API token; it is printed once, alone on the last line."""
     try:
-        token = accounts.create_token(email)
+        issued = accounts.issue_token(accounts.find_user(email), name=name, expires_days=expires_days)
     except SnapmatchError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"API token for {email} (store it now, it is not shown again):")
-    click.echo(token)
+    expiry = f", expires {issued.expires_at:%Y-%m-%d %H:%M} UTC" if issued.expires_at else ""
+    click.echo(f"API token {issued.id} for {email}{expiry} (store it now, it is not shown again):")
+    click.echo(issued.token)
+
+
+def _when(value) -> str:  # type: ignore[no-untyped-def]
+    return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+
+@tokens_cli.command("list")
+@click.argument("email")
+def tokens_list(email: str) -> None:
+    """List a user's API tokens (never the tokens themselves: id, prefix, dates, name)."""
+    try:
+        tokens = accounts.list_tokens(email)
+    except SnapmatchError as exc:
+        raise click.ClickException(exc.message) from exc
+    if not tokens:
+        click.echo(f"{email} has no API tokens.")
+        return
+    now = db.utcnow()
+    click.echo(f"{'id':>6}  {'prefix':<12}  {'created (UTC)':<16}  {'last used':<16}  {'expires':<16}  name")
+    for t in tokens:
+        expires = _when(t.expires_at) + (" (expired)" if t.is_expired(now) else "")
+        click.echo(
+            f"{t.id:>6}  {t.prefix or '(old)':<12}  {_when(t.created_at):<16}  {_when(t.last_used_at):<16}  "
+            f"{expires:<16}  {t.name or ''}"
+        )
+
+
+@tokens_cli.command("revoke")
+@click.argument("token_ref")
+def tokens_revoke(token_ref: str) -> None:
+    """Revoke (delete) a token by its id or its prefix, as `tokens list` shows them."""
+    try:
+        token_id = accounts.revoke_token(token_ref)
+    except SnapmatchError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"revoked API token {token_id}")
 
 
 def init_app(app: Flask) -> None:

@@ -10,6 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import IntegerConverter
 
 from snapmatch.errors import QueueFull, SnapmatchError
+from webapp.params import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,33 @@ def api_error(status: int, code: str, message: str | None = None, retry_after: i
     return response
 
 
+def wants_html() -> bool:
+    """A browser asking for a page (not under /api/, HTML preferred): answer with a page or a
+    redirect rather than JSON."""
+    if request.path.startswith("/api/"):
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def json_body() -> dict:
-    """The request's JSON object; anything else is a 400 that says what was expected."""
+    """The request's JSON object, parsed only as JSON (a form or multipart body is a 415, never
+    parsed); an empty body is ``{}``; anything else is a 400 that says what was expected. The
+    body's size was bounded before the view ran (webapp/bodylimits.py)."""
+    if not request.is_json:
+        if not _has_body():
+            return {}
+        raise SnapmatchError(
+            "Send a JSON object with Content-Type: application/json.", code="unsupported_media_type", status=415
+        )
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # json's decoder gives up on deep nesting with this, not a ValueError
         raise SnapmatchError("The JSON body is nested too deeply.", code="invalid_json") from None
-    if body is None and not request.data:
+    if body is None and not request.get_data(cache=True):
         return {}
     if not isinstance(body, dict):
         raise SnapmatchError("Send a JSON object (Content-Type: application/json).", code="invalid_json")
@@ -60,9 +81,6 @@ def _storable_text(value: object) -> bool:
             except UnicodeEncodeError:
                 return False
     return True
-
-
-MAX_ID = 2**63 - 1
 
 
 def decimal_range_regex(limit: int) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from snapmatch.ingest import BATCH_ID
-from webapp.errors import MAX_ID
+from webapp.attendee import MAX_PAGE, MAX_PER_PAGE
+from webapp.params import MAX_ID
 
 bp = Blueprint("openapi", __name__)
 
@@ -21,9 +22,9 @@ Schema = dict[str, Any]
 Paths = dict[str, dict[str, Schema]]
 
 ERROR_STATUSES = {
-    400: "The request is malformed or a value is out of range.",
+    400: "The request is malformed, a value is out of range, or (cookie sign-in) the CSRF token is missing.",
     401: "No valid credentials: sign in, or send `Authorization: Bearer <token>`.",
-    403: "Signed in, but this needs another role, membership of the event, or a CSRF token.",
+    403: "Signed in, but this needs another role or membership of the event.",
     404: "No such resource, or not one the caller may see.",
     405: "The path exists, but not with this method.",
     409: "The resource is not in a state that allows this yet.",
@@ -34,6 +35,7 @@ ERROR_STATUSES = {
     503: "Temporarily unable to accept this: retry after Retry-After seconds.",
 }
 RETRY_AFTER_STATUSES = (429, 503)
+UNSAFE_METHODS = ("post", "put", "patch", "delete")
 # Statuses any operation may answer (e.g. 429 once a rate limit covers every route): add them here.
 EVERY_OPERATION_MAY_ANSWER: set[int] = set()
 
@@ -106,6 +108,8 @@ def operation(
         statuses |= {401, 403}
     if body is not None:
         statuses |= {400, 413}
+        if "application/json" in body["content"]:
+            statuses.add(415)  # a body that is not JSON is refused, never parsed as a form
     out: Schema = {
         "summary": summary,
         "responses": {str(status): success}
@@ -303,8 +307,8 @@ def attendee_paths() -> Paths:
                 roles="joined attendee, owner",
                 params=[
                     EVENT_ID_QUERY,
-                    query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page number (from 1)."),
-                    query("per_page", {"type": "integer", "minimum": 1, "maximum": 200}, "Photos per page."),
+                    query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page number (from 1)."),
+                    query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}, "Photos per page."),
                 ],
             )
         },
@@ -366,6 +370,42 @@ def _strings() -> Schema:
 # Areas append their group function inside their own markers (merge-friendly).
 PATH_GROUPS: list[Callable[[], Paths]] = [health_paths, event_paths, attendee_paths, photo_paths, admin_paths]
 # [area: security, issue 13] path groups below this line
+
+
+def identity_paths() -> Paths:
+    from snapmatch.accounts import MAX_TOKEN_DAYS
+
+    return {
+        "/api/tokens": {
+            "post": operation(
+                "Exchange an email and password for a new API token",
+                (201, obj(["token", "id", "expires_at"], token=STRING, id=INT_ID, expires_at=nullable(STRING))),
+                401,
+                429,
+                public=True,
+                body=json_body(
+                    obj(
+                        ["email", "password"],
+                        email={"type": "string", "minLength": 1, "maxLength": 320},
+                        password={"type": "string", "minLength": 1, "maxLength": 1024},
+                        name={"type": "string", "maxLength": 100},
+                        expires_days={"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_DAYS},
+                    )
+                ),
+                description="Rate limited per client address and per email (429 with Retry-After).",
+            )
+        },
+        "/api/me": {
+            "get": operation(
+                "Who I am",
+                (200, obj(["id", "email", "role"], id=INT_ID, email=STRING, role=ref("Role"))),
+                roles="any signed-in user",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(identity_paths)
 # [/area: security]
 # [area: robustness, issue 13] path groups below this line
 # [/area: robustness]
@@ -400,6 +440,7 @@ def _schemas() -> dict[str, Schema]:
     )
     stage = {"type": "string", "pattern": "^[a-z_]+:[a-z_]+$", "examples": ["photo:done"]}
     return {
+        "Role": {"type": "string", "enum": ["admin", "photographer", "attendee"]},
         "Error": obj(["error"], error=ref("ErrorDetail")),
         "ProgressEvent": obj(
             ["id", "event", "data"],
@@ -525,6 +566,11 @@ def document() -> Schema:
     for group in PATH_GROUPS:
         for path, operations in group().items():
             paths.setdefault(path, {}).update(operations)
+    for operations in paths.values():
+        for method, op in operations.items():
+            if method in UNSAFE_METHODS and op.get("security") != []:
+                op["responses"].setdefault("400", {"$ref": "#/components/responses/E400"})  # csrf_failed
+                op["responses"] = dict(sorted(op["responses"].items()))
     return {
         "openapi": "3.1.0",
         "info": {

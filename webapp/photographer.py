@@ -16,12 +16,16 @@ from snapmatch.ingest import BATCH_ID, ensure_batch, ingest_file
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
+from webapp.bodylimits import upload_limit
 from webapp.errors import json_body
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
 log = logging.getLogger(__name__)
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# One upload request carries at most 20 × MAX_UPLOAD_MB, in at most this many parts (files + fields).
+MAX_FILES_PER_UPLOAD_BYTES = 20
+MAX_UPLOAD_PARTS = 500
 
 
 @bp.post("/api/events")
@@ -64,6 +68,7 @@ def _check_queue_capacity() -> None:
 
 
 @bp.post("/api/events/<id:event_id>/photos")
+@upload_limit(files=MAX_FILES_PER_UPLOAD_BYTES, max_parts=MAX_UPLOAD_PARTS)
 @require_user(Role.PHOTOGRAPHER)
 def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()

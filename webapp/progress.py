@@ -11,10 +11,11 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from snapmatch import progress
 from snapmatch.errors import SnapmatchError
+from snapmatch.redis_client import get_blocking_redis
 from snapmatch.schema import Role
 from webapp.auth import require_user
 from webapp.photographer import owned_batch
-from webapp.services import redis
+from webapp.services import settings
 
 bp = Blueprint("progress", __name__)
 MAX_STREAM_SECONDS = 1800
@@ -31,7 +32,7 @@ def batch_events(batch_id: str):  # type: ignore[no-untyped-def]
         raise SnapmatchError(
             "Last-Event-ID must be an id this stream sent (like 1700000000000-0).", code="invalid_event_id"
         )
-    conn = redis()
+    conn = get_blocking_redis(settings().REDIS_URL)  # blocks up to HEARTBEAT_MS on the server
 
     def generate():  # type: ignore[no-untyped-def]
         nonlocal last_id

@@ -107,3 +107,31 @@ def test_undecodable_bytes_are_permanent_errors() -> None:
     with pytest.raises(PermanentImageError) as info:
         prepare(data, max_pixels=10**8)
     assert info.value.code == "corrupt_image"
+
+
+def test_a_jpeg_whose_metadata_passes_64_kib_is_read_from_its_frame_header() -> None:
+    """Lightroom/Photoshop exports: ICC (APP2), XMP (APP1) and APP13 segments before the frame header."""
+    import io
+
+    from tests.images import with_metadata_segments
+
+    data = with_metadata_segments(jpeg(321, 123))
+    assert len(data) > 230_000
+    header = inspect_upload(
+        data[:65536], data[-4096:], len(data), max_bytes=50 << 20, max_pixels=10**8, source=io.BytesIO(data)
+    )
+    assert (header.type, header.width, header.height) == (ImageType.JPEG, 321, 123)
+    prepared = prepare(data, max_pixels=10**8)
+    assert (prepared.width, prepared.height) == (321, 123)
+
+
+def test_a_jpeg_without_a_frame_header_in_the_search_bound_is_corrupt() -> None:
+    import io
+
+    from snapmatch.imaging import _jpeg_size
+    from tests.images import with_metadata_segments
+
+    data = with_metadata_segments(jpeg(64, 64), app2_bytes=600_000)
+    with pytest.raises(ValueError, match="frame header"):
+        _jpeg_size(io.BytesIO(data), limit=300_000)
+    assert _jpeg_size(io.BytesIO(data)) == (64, 64)

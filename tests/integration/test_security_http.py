@@ -1,0 +1,168 @@
+"""Issue 13's security acceptance measured over HTTP on real gunicorn processes: no start without a
+strong SECRET_KEY (but the CLI works without one), the sign-in cookie and CSRF, and a 100 MB body
+to a JSON route refused before it is read without the web process growing."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, free_port
+
+PASSWORD = "correct horse battery"
+
+
+def _gunicorn(processes, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    processes.env = env
+    return processes.start(
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+        "--workers",
+        "1",
+        "webapp:create_app()",
+        name="web-refused",
+    )
+
+
+@pytest.mark.parametrize("key", [None, "change-me", "dev-only-change-me", "too-short-0123456789"])
+def test_the_web_process_refuses_to_start_without_a_strong_secret_key(processes, env, tmp_path, key) -> None:  # type: ignore[no-untyped-def]
+    bad_env = {k: v for k, v in env.items() if k != "SECRET_KEY"}
+    if key is not None:
+        bad_env["SECRET_KEY"] = key
+    proc = _gunicorn(processes, bad_env)
+    assert proc.wait(timeout=60) != 0
+    log = (tmp_path / "web-refused.log").read_text()
+    assert "SECRET_KEY" in log and "secrets.token_urlsafe(48)" in log
+
+
+def test_cli_commands_that_sign_nothing_need_no_secret_key(env, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, _ = make_user("photographer")
+    no_key = {k: v for k, v in env.items() if k != "SECRET_KEY"}
+    flask = [sys.executable, "-m", "flask", "--app", "webapp"]
+    created = subprocess.run([*flask, "tokens", "create", email], env=no_key, cwd=ROOT, capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("smk_")
+    listed = subprocess.run([*flask, "tokens", "list", email], env=no_key, cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0 and "smk_" in listed.stdout, listed.stderr
+    served = subprocess.run(
+        [*flask, "run", "--port", str(free_port())], env=no_key, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert served.returncode != 0 and "SECRET_KEY" in served.stderr
+
+
+def test_a_cookie_session_over_http_needs_the_csrf_token(processes, make_user) -> None:  # type: ignore[no-untyped-def]
+    url = processes.web()
+    email, _ = make_user("photographer")
+    browser = requests.Session()
+    browser.headers["Accept"] = "text/html"
+    page = browser.get(url + "/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    signed_in = browser.post(
+        url + "/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf}, allow_redirects=False
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/events"
+    cookie = signed_in.headers["Set-Cookie"]
+    assert cookie.startswith("snapmatch_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+    refused = browser.post(url + "/api/events", json={"name": "Gala"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "csrf_failed"
+    meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', browser.get(url + "/me").text).group(1)
+    created = browser.post(url + "/api/events", json={"name": "Gala"}, headers={"X-CSRFToken": meta})
+    assert created.status_code == 201, created.text
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, int]:
+    """Send the headers, read the answer if one comes before any body byte, then try to send the
+    whole body anyway. Returns (first bytes of the answer, body bytes the server accepted)."""
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    answer = sock.recv(4096)  # before a single body byte was sent
+    sent = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        while sent < size:
+            sent += sock.send(chunk)
+    except OSError:
+        pass
+    sock.close()
+    return answer, sent
+
+
+def test_a_100_mb_body_to_join_is_refused_before_it_is_read(processes, make_user) -> None:  # type: ignore[no-untyped-def]
+    url = processes.web()
+    master = processes.procs[-1].pid
+    _, photographer = make_user("photographer")
+    _, attendee = make_user("attendee")
+    auth = {"Authorization": f"Bearer {attendee}"}
+    event = requests.post(
+        url + "/api/events", json={"name": "Gala"}, headers={"Authorization": f"Bearer {photographer}"}
+    ).json()
+    for _ in range(4):  # every worker has served the route once
+        requests.post(url + f"/api/events/{event['id']}/join", json={"access_code": event["access_code"]}, headers=auth)
+    workers = _children(master)
+    before = {pid: _rss_bytes(pid) for pid in workers}
+
+    answer, _sent = _post_huge_body(url, f"/api/events/{event['id']}/join", attendee, 100 << 20)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"request_too_large" in answer
+    time.sleep(0.5)
+    growth = max(_rss_bytes(pid) - before[pid] for pid in workers)
+    assert growth < 50 << 20, f"a web worker grew by {growth / 2**20:.1f} MB"
+    # The server still answers.
+    again = requests.post(
+        url + f"/api/events/{event['id']}/join", json={"access_code": event["access_code"]}, headers=auth
+    )
+    assert again.status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused_over_http(processes, make_user) -> None:  # type: ignore[no-untyped-def]
+    url = processes.web()
+    _, attendee = make_user("attendee")
+
+    def body():  # type: ignore[no-untyped-def]
+        yield b'{"access_code": "'
+        for _ in range(64):
+            yield b"x" * 16384
+        yield b'"}'
+
+    resp = requests.post(
+        url + "/api/events/1/join",
+        data=body(),
+        headers={"Authorization": f"Bearer {attendee}", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"

@@ -1,0 +1,58 @@
+"""CSRF protection with Flask-WTF's ``CSRFProtect``, app-wide: every unsafe request (POST, PUT,
+PATCH, DELETE) that a browser's cookie could authenticate must carry the token, as the
+``X-CSRFToken`` header or the ``csrf_token`` form field (pages read it from
+``<meta name="csrf-token">``). Blueprints mounted later (rq-dashboard at /admin/rq) are covered too.
+
+Not checked: requests with ``Authorization: Bearer`` (a cross-site page cannot add that header and
+the cookie plays no part), API requests that carry no session cookie at all (nothing for a forger
+to ride on; they get the usual 401), and views marked ``@csrf.exempt`` that never read the cookie
+(POST /api/tokens). Pages outside /api/ are checked even without a cookie, so /login cannot be
+forged either ("login CSRF").
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, flash, redirect, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from webapp.auth import bearer_token
+from webapp.errors import api_error, wants_html
+
+csrf = CSRFProtect()
+
+
+def _cookie_may_authenticate() -> bool:
+    if bearer_token() is not None:
+        return False
+    if request.path.startswith("/api/"):
+        return current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+    return True
+
+
+def check_csrf() -> None:
+    """before_request, after the body limits (it may parse a form) and before the rate limits."""
+    if _cookie_may_authenticate():
+        csrf.protect(apply_exemptions=True)
+
+
+def _csrf_failed(exc: CSRFError):  # type: ignore[no-untyped-def]
+    message = (
+        "This form or request is missing its security token, or the token has expired: reload the page and try again."
+    )
+    if wants_html():
+        if request.endpoint == "signin.login":
+            flash(message, "error")
+            return redirect(request.full_path if request.query_string else request.path)
+        return render_template("error.html", title="Please try again", message=message), 400
+    return api_error(400, "csrf_failed", message)
+
+
+def init_app(app: Flask) -> None:
+    # The check runs from our own before_request (check_csrf) so that Bearer requests skip it and
+    # it comes after the body limits; CSRFProtect's own hook would run for every request.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    # A page left open for a day still signs in; tokens are bound to the session anyway.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 24 * 3600)
+    csrf.init_app(app)
+    app.before_request(check_csrf)
+    app.register_error_handler(CSRFError, _csrf_failed)
