@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify
 from snapmatch.ingest import BATCH_ID
 from webapp.attendee import MAX_PAGE, MAX_PER_PAGE
 from webapp.params import MAX_ID
+from webapp.photographer import MAX_CHECK_DIGESTS
 
 bp = Blueprint("openapi", __name__)
 
@@ -213,7 +214,9 @@ def event_paths() -> Paths:
                 404,
                 roles="owner",
                 params=[EVENT_ID],
-                body=json_body(obj(["sha256"], sha256={"type": "array", "items": SHA256, "maxItems": 10000})),
+                body=json_body(
+                    obj(["sha256"], sha256={"type": "array", "items": SHA256, "maxItems": MAX_CHECK_DIGESTS})
+                ),
             )
         },
         "/api/batches/{batch_id}": {

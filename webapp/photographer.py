@@ -16,13 +16,17 @@ from snapmatch.ingest import BATCH_ID, ensure_batch, ingest_file
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
-from webapp.bodylimits import upload_limit
+from webapp.bodylimits import FORM_PARTS, body_limit, upload_limit
 from webapp.errors import json_body
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
 log = logging.getLogger(__name__)
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# One duplicate check asks about at most this many digests; its body may be that long (JSON's
+# quotes, comma and a space around each one), beyond the 64 KiB of other JSON routes.
+MAX_CHECK_DIGESTS = 10000
+CHECK_BYTES_PER_DIGEST = 72
 # One upload request carries at most 20 × MAX_UPLOAD_MB, in at most this many parts (files + fields).
 MAX_FILES_PER_UPLOAD_BYTES = 20
 MAX_UPLOAD_PARTS = 500
@@ -109,6 +113,7 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/api/events/<id:event_id>/photos/check")
+@body_limit(lambda s: max(s.JSON_MAX_BYTES, MAX_CHECK_DIGESTS * CHECK_BYTES_PER_DIGEST), FORM_PARTS)
 @require_user(Role.PHOTOGRAPHER)
 def check_photos(event_id: int):  # type: ignore[no-untyped-def]
     events.owned_event(current_user(), event_id)
@@ -116,10 +121,12 @@ def check_photos(event_id: int):  # type: ignore[no-untyped-def]
     hashes = body.get("sha256")
     if (
         not isinstance(hashes, list)
-        or len(hashes) > 10000
+        or len(hashes) > MAX_CHECK_DIGESTS
         or not all(isinstance(h, str) and SHA256_HEX.fullmatch(h) for h in hashes)
     ):
-        raise SnapmatchError('Send {"sha256": [64-character hex digests]} (at most 10000).', code="invalid_body")
+        raise SnapmatchError(
+            f'Send {{"sha256": [64-character hex digests]}} (at most {MAX_CHECK_DIGESTS}).', code="invalid_body"
+        )
     wanted = [h.lower() for h in hashes]
     present: set[str] = set()
     with db.connection() as conn:

@@ -104,3 +104,14 @@ def test_method_not_allowed_names_the_allowed_methods(client, users) -> None:  #
         assert_error(resp, 405, "method_not_allowed")
         assert resp.headers["Allow"]
     assert set(client.patch("/api/events", headers=users[0]).headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
+def test_photo_check_takes_as_many_digests_as_it_says(client, users, event) -> None:  # type: ignore[no-untyped-def]
+    # The route's own body limit fits its 10000 digests (the 64 KiB JSON default fits ~900).
+    from webapp.photographer import MAX_CHECK_DIGESTS
+
+    path = f"/api/events/{event['id']}/photos/check"
+    digests = [f"{n:064x}" for n in range(MAX_CHECK_DIGESTS)]
+    resp = client.post(path, json={"sha256": digests}, headers=users[0])
+    assert resp.status_code == 200 and len(resp.json["missing"]) == MAX_CHECK_DIGESTS
+    assert_error(client.post(path, json={"sha256": [*digests, "0" * 64]}, headers=users[0]), 400, "invalid_body")
