@@ -105,4 +105,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [area: watcher, issue 17] extensions and blueprints below this line
     # [/area: watcher]
 
+    # [area: openapi, issue 13] extensions and blueprints below this line
+    from webapp import openapi
+
+    app.register_blueprint(openapi.bp)
+    # [/area: openapi]
+
     return app
