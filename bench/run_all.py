@@ -16,7 +16,9 @@ SCRIPTS = [
     "faces_bench.py",
     "rq_overhead.py",
     "upload_ack.py",
+    "watcher_bench.py",
     "limiter_bench.py",
+    "admin_bench.py",
     "streams_bench.py",
     "gallery_bench.py",
 ]

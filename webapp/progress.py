@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from flask import Blueprint, Response, request
 from redis import Redis
 
-from snapmatch import events, progress
+from snapmatch import events, metrics, progress
 from snapmatch.errors import SnapmatchError
 from snapmatch.indexing import indexing_progress
 from snapmatch.schema import Role
@@ -73,6 +73,10 @@ def _follow(
     sub.start(conn)
 
     def body() -> Iterator[str]:
+        with metrics.PROGRESS_STREAMS_OPEN.track_inprogress():
+            yield from follow()
+
+    def follow() -> Iterator[str]:
         try:
             yield "retry: 2000\n\n"
             deadline = time.monotonic() + MAX_STREAM_SECONDS
