@@ -7,6 +7,7 @@ Hooks that outside checks rely on are listed in /work/shared/DESIGN.md ("Page co
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import segno
 from flask import Blueprint, Response, redirect, render_template, request, url_for
@@ -17,7 +18,7 @@ from snapmatch.indexing import indexing_progress
 from snapmatch.schema import Role
 from webapp.auth import current_user, require_user, sign_in
 from webapp.ratelimits import sign_in_limits
-from webapp.services import redis
+from webapp.services import redis, settings
 from webapp.signin import home_path
 
 bp = Blueprint("pages", __name__)
@@ -109,7 +110,7 @@ def join_submit(event_id: int):  # type: ignore[no-untyped-def]
                     "An account with this email exists already: sign in first, then open this link again.",
                     code="user_exists",
                 ) from exc
-            sign_in(user)
+            sign_in(user, timedelta(hours=settings().SESSION_LIFETIME_HOURS))
         events.join_event(user, event_id, code)
     except SnapmatchError as exc:
         return _join_form(event, error=exc.message, email=email, status=exc.status)
