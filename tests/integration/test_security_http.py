@@ -113,6 +113,14 @@ def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, 
     )
     sock.sendall(head.encode())
     answer = sock.recv(4096)  # before a single body byte was sent
+    # gevent workers may write the head and the body separately: read the whole small answer.
+    head_end = answer.find(b"\r\n\r\n")
+    length = re.search(rb"Content-Length: (\d+)", answer[:head_end], re.I) if head_end >= 0 else None
+    while length and len(answer) < head_end + 4 + int(length.group(1)):
+        more = sock.recv(4096)
+        if not more:
+            break
+        answer += more
     sent = 0
     chunk = b"x" * (1 << 20)
     try:
