@@ -11,7 +11,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import func, insert, select
 
-from snapmatch import db
+from snapmatch import db, metrics
 from snapmatch.errors import QuotaExceeded
 from snapmatch.schema import provider_usage
 from snapmatch.settings import Settings, get_settings
@@ -109,9 +109,12 @@ class CostTracker:
     def record_call(self, provider: str, operation: str, event_id: int | str | None = None, units: int = 1) -> None:
         """Count ``units`` billable units of one answered call (throttled or failed attempts are not billed)."""
         self._insert(provider, operation, event_id, units)
+        metrics.PROVIDER_CALLS.labels(provider, operation).inc(units)
+        metrics.PROVIDER_COST.labels(provider).inc(units * self.prices.call_price(provider, operation))
 
     def record_throttle(self, provider: str, operation: str) -> None:
         self.redis.hincrby(self._throttle_key(provider), operation, 1)
+        metrics.PROVIDER_THROTTLES.labels(provider, operation).inc()
 
     def record_faces_stored(self, provider: str, event_id: int | str, delta: int) -> None:
         """Faces added (+) or deleted (-) in the provider's storage, for the per-face-month estimate."""

@@ -71,12 +71,25 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: robustness]
 
     # [area: matching, issue 14] extensions and blueprints below this line
+    from webapp import corrections
+
+    app.register_blueprint(corrections.bp)
     # [/area: matching]
 
     # [area: analysis, issue 18] extensions and blueprints below this line
     # [/area: analysis]
 
     # [area: operations, issue 16] extensions and blueprints below this line
+    from flask_wtf.csrf import generate_csrf
+
+    from snapmatch import metrics as prometheus_files
+    from webapp import metrics, rq_dashboard_mount
+
+    # Pages render the token in their meta tag; CSRFProtect (security) registers the same function.
+    app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+    prometheus_files.remove_dead_process_files()
+    app.register_blueprint(metrics.bp)
+    rq_dashboard_mount.init_app(app, settings.REDIS_URL)
     # [/area: operations]
 
     # [area: pages, issue 15] extensions and blueprints below this line
