@@ -531,7 +531,8 @@ class Watcher:
     # ---- server side -------------------------------------------------------------------------------
 
     def _poll_server(self) -> None:
-        while not self.stop_event.wait(self.options.server_poll_seconds):
+        # The batch endpoint lists every photo of the batch: ask less often as the batch grows.
+        while not self.stop_event.wait(self.options.server_poll_seconds + self.counters.sent / 1000):
             self.refresh_server_counts()
 
     def refresh_server_counts(self) -> None:
