@@ -335,3 +335,19 @@ def test_upload_wait_returns_once_the_server_has_processed_the_batch(stack: Stac
     summary = stack.summaries()[-1]
     assert summary["sent"] == 3
     assert summary["server_processed"] == 3 and summary["server_in_progress"] == 0
+
+
+def test_a_refused_token_or_an_unknown_event_stops_the_run_with_the_reason(stack: Stack) -> None:
+    folder = stack.tmp / "card"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg(320, 240, seed=4))
+    os.utime(folder / "a.jpg", (time.time() - 60, time.time() - 60))
+    run = stack.watcher("upload", folder, "--token", "not-a-token", name="bad-token")
+    assert run.wait(timeout=60) == 2
+    summary = stack.summaries("bad-token")[-1]
+    assert summary["error"] and summary["sent"] == 0 and summary["unsettled"] == 1
+    stack.event_id = 999999
+    run = stack.watcher("upload", folder, name="bad-event")
+    assert run.wait(timeout=60) == 2
+    assert stack.summaries("bad-event")[-1]["error"]
+    assert stack.proxy.upload_requests == 0  # refused at the hash check, before any photo was sent
