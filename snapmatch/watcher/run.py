@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import queue
+import stat
 import threading
 import time
 import uuid
@@ -284,7 +285,7 @@ class Watcher:
             st = path.stat()
         except FileNotFoundError:
             return True
-        if is_hidden_by_attribute(st) or not path.is_file():
+        if is_hidden_by_attribute(st) or not stat.S_ISREG(st.st_mode):
             return True
         observation = Observation.of(st)
         record = self.store.get(relpath)
