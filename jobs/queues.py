@@ -22,15 +22,18 @@ class QueueName(StrEnum):
     SELFIES = "selfies"
     PHOTOS = "photos"
     MAINTENANCE = "maintenance"
+    ANALYSIS = "analysis"
 
 
 # Priority order: a worker takes a selfie before anything else (an attendee is waiting), then the
-# sweeper (milliseconds, and it must not starve behind a backlog of photos), then photos.
-WORKER_QUEUES = [QueueName.SELFIES, QueueName.MAINTENANCE, QueueName.PHOTOS]
+# sweeper (milliseconds, and it must not starve behind a backlog of photos), then photos, and only
+# then photo analyses (optional, slower, quota-bound: faces never wait behind them).
+WORKER_QUEUES = [QueueName.SELFIES, QueueName.MAINTENANCE, QueueName.PHOTOS, QueueName.ANALYSIS]
 # 3 attempts in all, with growing backoff; permanent errors never raise, so they are not retried.
 PHOTO_RETRY = Retry(max=2, interval=[10, 60])
 SELFIE_RETRY = Retry(max=2, interval=[2, 10])
 PROCESS_SELFIE = "jobs.selfie.process_selfie_job"
+ANALYZE_PHOTO = "jobs.analysis.analyze_photo_job"
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -140,6 +143,33 @@ def enqueue_provider_deletions(connection: Redis, event_id: int) -> str:
         )
         .id
     )
+
+
+def analysis_job_id(photo_id: int, generation: int) -> str:
+    return f"analysis-{photo_id}-{generation}"
+
+
+# Analysis waits (quota, cooldowns) reschedule without using these; they are for Gemini failing outright.
+ANALYSIS_RETRY = Retry(max=2, interval=[30, 120])
+# Three attempts of GEMINI_REQUEST_TIMEOUT_SECONDS (60 s) and their pauses fit.
+ANALYSIS_JOB_TIMEOUT = 300
+
+
+def enqueue_analysis(connection: Redis, photo_id: int, generation: int, delay: float = 0) -> str:
+    """Analyse the photo with Gemini (now, or after ``delay`` s as a new job: no worker waits)."""
+    queue = get_queue(QueueName.ANALYSIS, connection)
+    options = {
+        "job_id": analysis_job_id(photo_id, generation),
+        "job_timeout": ANALYSIS_JOB_TIMEOUT,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "retry": ANALYSIS_RETRY,
+        "on_failure": Callback("jobs.analysis.on_analysis_job_failure"),
+        "description": f"analysis {photo_id}",
+    }
+    if delay > 0:
+        return queue.enqueue_in(timedelta(seconds=delay), ANALYZE_PHOTO, photo_id, **options).id
+    return queue.enqueue(ANALYZE_PHOTO, photo_id, **options).id
 
 
 # ---- pausing a queue -------------------------------------------------------------------------

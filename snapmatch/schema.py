@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Registers PostgreSQL's to_tsvector() types before the search index below is built: without it the
+# index compiles only if some other module happened to import the dialect first.
+import sqlalchemy.dialects.postgresql  # noqa: F401
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -21,6 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    func,
+    literal_column,
 )
 
 metadata = MetaData(
@@ -312,6 +319,88 @@ selfie_references = Table(
 # [/area: matching]
 
 # [area: analysis, issue 18] add below this line
+
+
+class AnalysisStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    # Gemini's quota did not come back within GEMINI_TIMEOUT_SECONDS_TOTAL (or the event's budget is spent).
+    QUOTA_EXCEEDED = "quota_exceeded"
+    FAILED = "failed"
+
+
+class AnalysisMode(StrEnum):
+    IMMEDIATE = "immediate"  # one generateContent call per photo, right after its faces
+    BATCH = "batch"  # collected into Gemini Batch API jobs: half the price, results within hours
+
+
+# PostgreSQL text search configuration for photo search: English stemming ("runners" finds "runner").
+SEARCH_TS_CONFIG = "english"
+
+# Per-event analysis settings live on the event row; appended here so the events table above stays as it is.
+# NULL analysis_mode: the ANALYSIS_MODE setting decides.
+events.append_column(Column("analysis_mode", String(16)))
+# Attendees search the whole event (True) or only the photos they may already see (False, the default).
+events.append_column(Column("search_event_wide", Boolean, nullable=False, server_default=false()))
+
+# One Gemini description per photo (absent when analysis is off). The photo's own status is about faces only.
+photo_analyses = Table(
+    "photo_analyses",
+    metadata,
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("mode", String(16), nullable=False),
+    # Job generation (analysis-<photo>-<n>), bumped by compare-and-set like photos.enqueue_count.
+    Column("enqueue_count", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # Start of the GEMINI_TIMEOUT_SECONDS_TOTAL budget, kept across reschedules.
+    Column("first_started_at", DateTime(timezone=True)),
+    # Batch mode: the Gemini batch job (batches/...) holding this photo's request, and when it was sent.
+    Column("batch_name", String(128)),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("caption", Text),
+    Column("tags", Text),  # JSON list of lower-case words or short phrases
+    Column("numbers", Text),  # JSON list: bib and jersey numbers
+    Column("visible_text", Text),  # JSON list: other text legible in the photo
+    Column("people_count", Integer),
+    Column("blurry", Boolean),
+    Column("eyes_closed", Boolean),
+    Column("overexposed", Boolean),
+    Column("underexposed", Boolean),
+    # Caption, tags and visible text in one column: what word search looks in.
+    Column("search_text", Text),
+    Column("tokens_in", Integer),
+    Column("tokens_out", Integer),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_photo_analyses_event_status", "event_id", "status"),
+    Index("ix_photo_analyses_status_updated", "status", "updated_at"),
+    Index("ix_photo_analyses_batch_name", "batch_name"),
+    # Full-text search on PostgreSQL; snapmatch.analysis.search filters with the same expression so the planner
+    # uses it. Migration 0007 creates it on PostgreSQL only (SQLite has no to_tsvector and searches without).
+    Index(
+        "ix_photo_analyses_search",
+        func.to_tsvector(
+            literal_column(f"'{SEARCH_TS_CONFIG}'::regconfig"),
+            func.coalesce(literal_column("search_text"), literal_column("''::text")),
+        ),
+        postgresql_using="gin",
+    ),
+)
+
+# Bib / jersey numbers seen in a photo, one row each, so "which photos show 1234" is an index lookup.
+photo_numbers = Table(
+    "photo_numbers",
+    metadata,
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", String(16), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_photo_numbers_event_number", "event_id", "number"),
+)
 # [/area: analysis]
 
 # [area: operations, issue 16] add below this line

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from jobs.queues import enqueue_provider_deletions, enqueue_selfie
 from snapmatch import cache, corrections, db, events, selfies
+from snapmatch.analysis import records as analysis_records
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
@@ -191,7 +192,7 @@ def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
                 }
                 for f in face_rows
             ],
-            "analysis": None,
+            "analysis": analysis_records.as_api(analysis_records.get(photo_id)),
             "error": error,
         }
     )
