@@ -42,10 +42,11 @@ class AuthError(ApiError):
 class TransientError(Exception):
     """Worth retrying: no connection, a timeout, 5xx, 429 or 503. ``retry_after`` when the server said."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
 
 
 def is_retryable_status(status: int) -> bool:
@@ -171,6 +172,7 @@ class Api:
             raise TransientError(
                 f"the server answered {response.status_code} ({code})",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                status=response.status_code,
             )
         if response.status_code in (401, 403):
             code, message = error_of(response)

@@ -48,6 +48,7 @@ from snapmatch.watcher.state import FileStatus, Outcome, StateStore
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_FILES_PER_REQUEST = 4  # measured: bench/watcher_bench.py, BENCHMARKS.md
+MAX_FILES_PER_REQUEST = 20
 DEFAULT_MAX_REQUEST_BYTES = 48 * 1024 * 1024
 # Per-file rejections that are about the server, not the file: retried after a backoff, never final.
 TRANSIENT_REJECTIONS = frozenset({"storage_error", "database_error"})
@@ -474,6 +475,9 @@ class Watcher:
         try:
             response = self.api.upload(self.options.event_id, items, self.batch_id)
         except TransientError as exc:
+            if exc.status == 429:
+                # The server limits upload requests, not files: carry more files in each one.
+                self._files_per_request = min(MAX_FILES_PER_REQUEST, self._files_per_request * 2)
             self._retry_later(pendings, exc)
             return
         except ApiError as exc:
