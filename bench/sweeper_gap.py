@@ -62,8 +62,7 @@ def main() -> None:
         print(f"jobs: {count}; seen queued in no list: {len(gaps)}")
         if gaps:
             print(
-                f"gap ms: median {statistics.median(gaps):.1f}, max {max(gaps):.1f} "
-                "(polling adds up to one round trip)"
+                f"gap ms: median {statistics.median(gaps):.1f}, max {max(gaps):.1f} (polling adds up to one round trip)"
             )
     finally:
         worker.terminate()
