@@ -30,6 +30,20 @@ def upgrade() -> None:
     with op.batch_alter_table("pending_deletions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pending_deletions_event_id"), ["event_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_pending_deletions_storage_key"), ["storage_key"], unique=False)
+    _replace_stored_error_text()
+
+
+def _replace_stored_error_text() -> None:
+    """Failed rows stored raw exception text (paths, database host) that users could read: give
+    each the sentence for its code, as new failures get (issue 13, item 5)."""
+    from snapmatch.errors import user_message
+
+    bind = op.get_bind()
+    for table in ("photos", "selfies"):
+        rows = sa.table(table, sa.column("error_code", sa.String), sa.column("error_message", sa.Text))
+        codes = bind.execute(sa.select(rows.c.error_code).where(rows.c.error_code.is_not(None)).distinct()).scalars()
+        for code in list(codes):
+            bind.execute(sa.update(rows).where(rows.c.error_code == code).values(error_message=user_message(code)))
 
 
 def downgrade() -> None:
