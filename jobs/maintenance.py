@@ -23,6 +23,7 @@ from jobs.queues import (
     provider_deletions_job_id,
     selfie_job_id,
 )
+from jobs.schedules import recorded
 from jobs.worker_liveness import liveness_key
 from snapmatch import db, deletions
 from snapmatch.pipeline import claim_next_generation, mark_photo_failed, mark_selfie_failed
@@ -133,6 +134,7 @@ def _abandoned(table, rows, job_id, fail) -> tuple[list, int]:  # type: ignore[n
     return claimed, given_up
 
 
+@recorded("sweep")
 def sweep() -> dict[str, int]:
     """Re-enqueue abandoned photos and selfies. Safe to run anywhere, any number of times."""
     settings = get_settings()
@@ -265,6 +267,7 @@ def purge_orphan_provider_faces(event_id: int) -> int:
     return len(orphans)
 
 
+@recorded("purge_orphans_of_active_events")
 def purge_orphans_of_active_events(hours: int = 24) -> int:
     """Run ``purge_orphan_provider_faces`` for every event with photo activity in the last ``hours``."""
     if get_settings().FACE_ENGINE != "rekognition":

@@ -14,12 +14,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db, imaging, progress
-from snapmatch.cache import invalidate_my_photos
+from snapmatch.cache import invalidate_event_photos, invalidate_my_photos
 from snapmatch.errors import PermanentImageError, ProviderRejected, QuotaExceeded, RetryLater, user_error, user_message
 from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
 from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, SelfieStatus, faces, photos, selfies
+from snapmatch.selfie_check import SelfieRefusal, face_sharpness, selfie_refusal
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
@@ -227,15 +228,31 @@ def process_photo(
         mark_photo_failed(photo_id, exc.code, redis)
         return Outcome.FAILED
     invalidate_my_photos(redis, row.event_id, result.matched_user_ids)
+    invalidate_event_photos(redis, row.event_id)
     progress.publish(redis, row.batch_id, Stage.FACES_INDEXED, photo_id, faces=len(detected))
     progress.publish(redis, row.batch_id, Stage.DONE, photo_id, faces=len(detected))
     publish_batch_done_if_finished(redis, row.batch_id)
     return Outcome.DONE
 
 
-def mark_selfie_failed(selfie_id: int, image_key: str, code: str) -> None:
+def describe_reference(
+    engine: FaceEngine, prepared: imaging.PreparedImage
+) -> tuple[DetectedFace | None, SelfieRefusal | None]:
+    """A selfie's (or reference photo's) face, or why it cannot be matched on (``selfie_check``)."""
+    if hasattr(engine, "detect_selfie_faces"):
+        face, widths = engine.detect_selfie_faces(prepared.bgr)
+    else:
+        face = engine.detect_selfie(prepared.bgr)
+        widths = [face.width] if face is not None else []
+    sharpness = face_sharpness(prepared.bgr, face.left, face.top, face.width, face.height) if face is not None else None
+    refusal = selfie_refusal([w / prepared.scale for w in widths], sharpness)
+    return (None if refusal is not None else face), refusal
+
+
+def mark_selfie_failed(selfie_id: int, image_key: str, code: str, message: str | None = None) -> None:
     """Fail the selfie upload ``image_key`` names (a replaced upload's job failing leaves the new one
-    alone), with the code's sentence for people; the caller logs the details."""
+    alone), with a sentence for people (the code's own unless the decision gave one, as a selfie
+    refusal does); the caller logs the details."""
     with db.transaction() as conn:
         conn.execute(
             update(selfies)
@@ -247,10 +264,16 @@ def mark_selfie_failed(selfie_id: int, image_key: str, code: str) -> None:
             .values(
                 status=SelfieStatus.FAILED.value,
                 error_code=code,
-                error_message=user_message(code),
+                error_message=message or user_message(code),
                 updated_at=db.utcnow(),
             )
         )
+        row = conn.execute(select(selfies.c.event_id, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
+    if row is not None:
+        # "my photos" shows the selfie's status: the next read must say it failed.
+        from snapmatch.redis_client import get_redis
+
+        invalidate_my_photos(get_redis(), row.event_id, [row.user_id])
 
 
 def process_selfie(
@@ -285,18 +308,23 @@ def process_selfie(
         return Outcome.FAILED
     try:
         if isinstance(engine, CollectionFaceEngine):
-            outcome = _match_selfie_in_collection(engine, row, prepared, settings)
+            outcome = _match_selfie_in_collection(engine, row, prepared, settings, redis)
         else:
-            face = engine.detect_selfie(prepared.bgr)
+            face, refusal = describe_reference(engine, prepared)
             outcome = Outcome.NO_FACE
-            if face is not None:
-                write_selfie_matches(
+            if refusal is not None and refusal.code != "no_face":
+                mark_selfie_failed(selfie_id, image_key, refusal.code, refusal.message)
+                outcome = Outcome.FAILED
+            elif face is not None:
+                changed = write_selfie_matches(
                     selfie_id=selfie_id,
                     event_id=row.event_id,
                     image_key=image_key,
                     threshold=settings.FACE_MATCH_THRESHOLD,
                     embedding=face.embedding,
                 )
+                # Faces can move between attendees (one attendee per face): every changed list goes.
+                invalidate_my_photos(redis, row.event_id, sorted(changed or ()))
                 outcome = Outcome.DONE
     except QuotaExceeded as exc:
         log.warning("selfie %s waits: %s", selfie_id, exc.message)
@@ -324,7 +352,9 @@ def process_selfie(
     return outcome
 
 
-def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, settings: Settings) -> Outcome:  # type: ignore[no-untyped-def]
+def _match_selfie_in_collection(  # type: ignore[no-untyped-def]
+    engine: CollectionFaceEngine, row, prepared, settings: Settings, redis: Redis | None = None
+) -> Outcome:
     """Collection engine: index the selfie (once per upload), record its provider face id at once so
     photos indexed from now on search for it, then search the collection for its photos."""
     deadline = engine.deadline_from(None)
@@ -352,4 +382,8 @@ def _match_selfie_in_collection(engine: CollectionFaceEngine, row, prepared, set
         provider_face_id=face_id,
         provider_hits=hits,
     )
-    return Outcome.GONE if written is None else Outcome.DONE
+    if written is None:
+        return Outcome.GONE
+    if redis is not None:
+        invalidate_my_photos(redis, row.event_id, sorted(written))
+    return Outcome.DONE

@@ -11,10 +11,11 @@ from sqlalchemy import delete, insert, select, update
 
 from snapmatch import db, deletions
 from snapmatch.accounts import User
+from snapmatch.corrections import forget_references
 from snapmatch.errors import InvalidUpload, NotFound, SnapmatchError, user_message
 from snapmatch.ingest import check_spooled, spool
 from snapmatch.matching import lock_event
-from snapmatch.schema import SelfieStatus, matches, selfies
+from snapmatch.schema import SelfieStatus, matches, maybe_matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
@@ -98,6 +99,7 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
             provider_face_ids=[row.provider_face_id] if row.provider_face_id else [],
             storage_keys=[row.image_key],
         )
+        conn.execute(delete(maybe_matches).where(maybe_matches.c.selfie_id == row.id))
         generation = row.enqueue_count + 1
         conn.execute(
             update(selfies)
@@ -137,38 +139,24 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
         ).first()
         if row is None:
             raise NotFound("You have no selfie in this event.", code="selfie_not_found")
+        reference_keys = forget_references(conn, row.id, user.id, event_id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
         deletions.record(
             conn,
             event_id,
             provider_face_ids=[row.provider_face_id] if row.provider_face_id else [],
-            storage_keys=[row.image_key],
+            storage_keys=[row.image_key, *reference_keys],
         )
-    deletions.delete_stored(storage, [row.image_key])
+    deletions.delete_stored(storage, [row.image_key, *reference_keys])
     return row.provider_face_id
 
 
 def my_photos(user: User, event_id: int) -> list[dict[str, object]]:
-    """Photos the attendee's selfie matched, best match first per photo, newest photo first."""
-    from sqlalchemy import func
+    """Photos shown as the attendee's (``corrections.my_photos`` has them with the "maybe" offers)."""
+    from snapmatch.corrections import my_photos as photos_and_maybe
 
-    with db.connection() as conn:
-        rows = conn.execute(
-            select(matches.c.photo_id, func.min(matches.c.distance).label("distance"))
-            .join(selfies, selfies.c.id == matches.c.selfie_id)
-            .where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)
-            .group_by(matches.c.photo_id)
-            .order_by(matches.c.photo_id.desc())
-        ).all()
-    return [
-        {
-            "photo_id": r.photo_id,
-            "thumbnail_url": f"/api/photos/{r.photo_id}/thumbnail",
-            "similarity": round(max(0.0, 1.0 - float(r.distance)), 4),
-        }
-        for r in rows
-    ]
+    return photos_and_maybe(user, event_id)["photos"]
 
 
 __all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "my_photos", "put_selfie"]
