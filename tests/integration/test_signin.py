@@ -196,6 +196,35 @@ def test_blueprints_mounted_later_are_covered_by_the_same_check(app, client, mak
     assert client.post("/admin/rq/requeue-all", headers={"X-CSRFToken": token}).status_code == 200
 
 
+def test_a_dashboard_page_hands_its_scripts_the_token_in_a_cookie(app, client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """rq-dashboard's scripts send the `_csrf_token` cookie as X-CSRFToken: expose_token_to_scripts
+    sets that cookie on the blueprint's pages, and their POSTs then pass the app-wide check."""
+    from flask import Blueprint
+
+    from webapp.csrf import expose_token_to_scripts
+
+    dashboard = Blueprint("fake_rq_dashboard", __name__, url_prefix="/admin/rq")
+
+    @dashboard.get("/")
+    def overview():  # type: ignore[no-untyped-def]
+        return "<html>queues</html>"
+
+    @dashboard.post("/requeue-all")
+    def requeue_all():  # type: ignore[no-untyped-def]
+        return {"requeued": 1}
+
+    expose_token_to_scripts(dashboard)
+    app.register_blueprint(dashboard)
+    email, _ = make_user("admin")
+    sign_in(client, email)
+    assert client.post("/admin/rq/requeue-all").status_code == 400
+    client.get("/admin/rq/")
+    cookie = client.get_cookie("_csrf_token", path="/admin/rq")
+    assert cookie is not None and cookie.http_only is False
+    resp = client.post("/admin/rq/requeue-all", headers={"X-CSRFToken": cookie.value})
+    assert resp.status_code == 200
+
+
 def test_login_itself_needs_the_csrf_token(client, make_user) -> None:  # type: ignore[no-untyped-def]
     email, _ = make_user("photographer")
     resp = client.post("/login", data={"email": email, "password": PASSWORD}, headers={"Accept": "text/html"})
