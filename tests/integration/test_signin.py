@@ -42,6 +42,10 @@ def test_login_page_has_the_form_the_page_contract_names(client) -> None:  # typ
     assert 'name="email"' in html and 'name="password"' in html
     assert re.search(r'<input type="hidden" name="csrf_token" value="[^"]+"', html)
     assert re.search(r'<meta name="csrf-token" content="[^"]+"', html)
+    # Other sites cannot frame the sign-in form (clickjacking) or make the browser sniff types.
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_sign_in_sets_a_rotated_httponly_lax_cookie_and_goes_home(client, make_user) -> None:  # type: ignore[no-untyped-def]
