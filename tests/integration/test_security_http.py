@@ -102,6 +102,26 @@ def _peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def _read_response(sock: socket.socket, timeout: float = 60) -> bytes:
+    """One whole HTTP response (headers and a Content-Length body), however the server's writes
+    arrive in segments; a loaded machine splits them."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while match and len(body) < int(match.group(1)):
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
+
+
 def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, int]:
     """Send the headers, read the answer if one comes before any body byte, then try to send the
     whole body anyway. Returns (first bytes of the answer, body bytes the server accepted)."""
@@ -112,7 +132,7 @@ def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, 
         f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
     )
     sock.sendall(head.encode())
-    answer = sock.recv(4096)  # before a single body byte was sent
+    answer = _read_response(sock)  # before a single body byte was sent
     sent = 0
     chunk = b"x" * (1 << 20)
     try:
