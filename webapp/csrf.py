@@ -12,8 +12,8 @@ forged either ("login CSRF").
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request
-from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from flask import Flask, current_app, flash, redirect, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from webapp.auth import bearer_token
 from webapp.errors import api_error, wants_html
@@ -45,35 +45,6 @@ def _csrf_failed(exc: CSRFError):  # type: ignore[no-untyped-def]
             return redirect(request.full_path if request.query_string else request.path)
         return render_template("error.html", title="Please try again", message=message), 400
     return api_error(400, "csrf_failed", message)
-
-
-# rq-dashboard 0.9.0's pages read the token from this cookie and send it as X-CSRFToken on every
-# AJAX call (templates/rq_dashboard/scripts/dashboard.js).
-RQ_DASHBOARD_TOKEN_COOKIE = "_csrf_token"
-
-
-def expose_token_to_scripts(
-    blueprint: Blueprint, path: str | None = None, cookie_name: str = RQ_DASHBOARD_TOKEN_COOKIE
-) -> None:
-    """For pages we do not template (rq-dashboard): send the CSRF token in a cookie their scripts
-    can read (not HttpOnly, on the blueprint's paths only), so their POSTs pass the app-wide check.
-    A token is no secret from same-origin scripts, and other sites cannot read the cookie.
-    ``path``: where the blueprint is mounted (default: its own url_prefix), e.g. "/admin/rq"."""
-
-    def set_token_cookie(response: Response) -> Response:
-        if request.method == "GET" and response.mimetype == "text/html":
-            prefix = (path or blueprint.url_prefix or "/").rstrip("/") or "/"
-            response.set_cookie(
-                cookie_name,
-                generate_csrf(),
-                path=prefix,
-                samesite="Strict",
-                secure=current_app.config["SESSION_COOKIE_SECURE"],
-                httponly=False,
-            )
-        return response
-
-    blueprint.after_request(set_token_cookie)
 
 
 def init_app(app: Flask) -> None:
