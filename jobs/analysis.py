@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from jobs.queues import QueueName, analysis_job_id, enqueue_analysis, get_queue
 from jobs.runtime import current_job_generation, get_runtime
+from jobs.schedules import recorded
 from snapmatch import db
 from snapmatch.analysis import analysis_enabled, records, stage
 from snapmatch.analysis.gemini import GeminiAnalyzer, GeminiUnavailable, WaitLog
@@ -85,6 +86,7 @@ def on_analysis_job_failure(job, connection, exc_type, exc_value, _traceback) ->
     stage.fail_analysis(job.args[0], str(code), str(message))
 
 
+@recorded("submit_analysis_batches")
 def submit_analysis_batches() -> int:
     """Scheduled: send the photos waiting for batch-mode analysis to Gemini's Batch API when a batch is due."""
     settings = get_settings()
@@ -101,6 +103,7 @@ def submit_analysis_batches() -> int:
     return len(names)
 
 
+@recorded("poll_analysis_batches")
 def poll_analysis_batches() -> dict[str, int]:
     """Scheduled: apply the results of finished Gemini batch jobs."""
     settings = get_settings()
@@ -109,6 +112,7 @@ def poll_analysis_batches() -> dict[str, int]:
     return stage.poll_batches(analyzer=get_analyzer(), redis=get_redis(settings.REDIS_URL))
 
 
+@recorded("sweep_analyses")
 def sweep_analyses() -> int:
     """Scheduled: re-enqueue pending immediate-mode analyses whose job is gone (Redis lost it, or the photo job
     died between writing the row and enqueueing). Compare-and-set on the generation, so it is safe anywhere."""

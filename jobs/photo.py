@@ -30,7 +30,7 @@ def process_photo_job(photo_id: int) -> str:
     except RetryLater as exc:
         # A provider asked us to wait: free this worker and come back later as a new generation.
         generation = current_job_generation()
-        if claim_next_generation(photos, photo_id, generation, status=PhotoStatus.QUEUED.value):
+        if claim_next_generation(photos, photo_id, generation, planned=True, status=PhotoStatus.QUEUED.value):
             schedule_photo(rt.redis, photo_id, generation + 1, exc.delay)
         log.info("photo %s rescheduled in %.1f s: %s", photo_id, exc.delay, exc.message)
         return "rescheduled"
@@ -47,9 +47,11 @@ def on_photo_job_failure(job, connection, exc_type, exc_value, _traceback) -> No
     """Called by RQ after every failed attempt; only the last one marks the photo failed."""
     if job.retries_left:
         return
-    mark_photo_failed(
+    log.error(
+        "photo %s failed on every attempt (job %s): %s: %s",
         job.args[0],
-        "processing_error",
-        f"Processing failed on every attempt; last error: {exc_type.__name__ if exc_type else 'error'}: {exc_value}",
-        get_runtime().redis,
+        job.id,
+        exc_type.__name__ if exc_type else "error",
+        exc_value,
     )
+    mark_photo_failed(job.args[0], "processing_error", get_runtime().redis)

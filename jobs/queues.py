@@ -6,12 +6,14 @@ which job should exist; the sweeper bumps the generation when it re-enqueues.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from enum import StrEnum
 
 from redis import Redis
 from rq import Queue, Retry
 from rq.callbacks import Callback
+from rq.exceptions import DequeueTimeout
 
 from snapmatch.settings import get_settings
 
@@ -96,12 +98,51 @@ def enqueue_selfie(connection: Redis, selfie_id: int, image_key: str, generation
     return queue.enqueue(PROCESS_SELFIE, selfie_id, image_key, **options).id
 
 
+def enqueue_reference(connection: Redis, reference_id: int) -> str:
+    """An attendee's extra reference photo: same queue and retries as selfies (they are waiting)."""
+    return (
+        get_queue(QueueName.SELFIES, connection)
+        .enqueue(
+            "jobs.reference.process_reference_job",
+            reference_id,
+            job_id=f"reference-{reference_id}",
+            job_timeout=120,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=SELFIE_RETRY,
+            description=f"reference photo {reference_id}",
+        )
+        .id
+    )
+
+
 def schedule_photo(connection: Redis, photo_id: int, generation: int, delay: float) -> str:
     """Run the photo again after ``delay`` s as a new job: no worker waits, no retry is used."""
     options = _photo_job_options(photo_id, generation)
     options["job_timeout"] = options.pop("timeout")
     queue = get_queue(QueueName.PHOTOS, connection)
     return queue.enqueue_in(timedelta(seconds=delay), "jobs.photo.process_photo_job", photo_id, **options).id
+
+
+def provider_deletions_job_id(event_id: int) -> str:
+    return f"provider-deletions-{event_id}"
+
+
+def enqueue_provider_deletions(connection: Redis, event_id: int) -> str:
+    """Delete the event's faces recorded in ``provider_face_deletions`` at the provider. The rows are
+    the truth: the sweeper enqueues this again for as long as any remain, so no RQ retry is needed."""
+    return (
+        get_queue(QueueName.MAINTENANCE, connection)
+        .enqueue(
+            "jobs.maintenance.delete_pending_provider_faces",
+            event_id,
+            job_id=provider_deletions_job_id(event_id),
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            description=f"provider face deletions of event {event_id}",
+        )
+        .id
+    )
 
 
 def analysis_job_id(photo_id: int, generation: int) -> str:
@@ -131,12 +172,59 @@ def enqueue_analysis(connection: Redis, photo_id: int, generation: int, delay: f
     return queue.enqueue(ANALYZE_PHOTO, photo_id, **options).id
 
 
-def enqueue_provider_face_deletion(connection: Redis, event_id: int, face_ids: list[str]) -> None:
-    get_queue(QueueName.MAINTENANCE, connection).enqueue(
-        "jobs.maintenance.delete_provider_faces",
-        event_id,
-        face_ids,
-        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
-    )
+# ---- pausing a queue -------------------------------------------------------------------------
+# RQ can suspend whole workers but not one queue. A paused queue is a Redis flag; our workers'
+# queue class (``PausableQueue``) leaves flagged queues out of every dequeue, and blocks for at
+# most PAUSE_POLL_SECONDS at a time so a pause or resume takes effect within that. Jobs keep
+# arriving in a paused queue and wait there; workers keep serving their other queues.
+PAUSE_POLL_SECONDS = 5
+
+
+def _paused_key() -> str:
+    from snapmatch.redis_client import key
+
+    return key("paused-queues")
+
+
+def paused_queue_names(connection: Redis) -> set[str]:
+    return {name.decode() for name in connection.smembers(_paused_key())}
+
+
+def pause_queue(connection: Redis, name: QueueName) -> None:
+    connection.sadd(_paused_key(), name.value)
+
+
+def resume_queue(connection: Redis, name: QueueName) -> None:
+    connection.srem(_paused_key(), name.value)
+
+
+class PausableQueue(Queue):
+    """RQ's queue, whose worker-side dequeue skips paused queues (see above)."""
+
+    @classmethod
+    def dequeue_any(cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None):  # type: ignore[no-untyped-def, override]
+        paused = paused_queue_names(connection)
+        active = [q for q in queues if q.name not in paused]
+        if not active:
+            if timeout is None:
+                return None
+            time.sleep(min(timeout, PAUSE_POLL_SECONDS))
+            raise DequeueTimeout(timeout, [q.key for q in queues])
+        bounded = None if timeout is None else max(1, min(timeout, PAUSE_POLL_SECONDS))
+        while True:
+            # Always LPOP over the list (never RQ's single-queue LMOVE path): the worker serves
+            # several queues and only removes the intermediate entry when it has exactly one.
+            result = cls.lpop([q.key for q in active], bounded, connection=connection)
+            if result is None:
+                return None
+            queue_key, job_id = (value.decode() if isinstance(value, bytes) else value for value in result)
+            found = cls._fetch_dequeued_job(
+                connection,
+                queue_key,
+                job_id,
+                job_class=job_class,
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+            if found is not None:
+                return found

@@ -11,7 +11,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import Connection, func, insert, select
 
-from snapmatch import db
+from snapmatch import db, metrics
 from snapmatch.errors import QuotaExceeded
 from snapmatch.schema import provider_usage
 from snapmatch.settings import Settings, get_settings
@@ -130,9 +130,12 @@ class CostTracker:
         Token-priced providers (Gemini) record one row per token kind, with operation names ending in ``_tokens``.
         """
         self._insert(provider, operation, event_id, units, conn)
+        metrics.PROVIDER_CALLS.labels(provider, operation).inc(units)
+        metrics.PROVIDER_COST.labels(provider).inc(units * self.prices.call_price(provider, operation))
 
     def record_throttle(self, provider: str, operation: str) -> None:
         self.redis.hincrby(self._throttle_key(provider), operation, 1)
+        metrics.PROVIDER_THROTTLES.labels(provider, operation).inc()
 
     def record_faces_stored(self, provider: str, event_id: int | str, delta: int) -> None:
         """Faces added (+) or deleted (-) in the provider's storage, for the per-face-month estimate."""

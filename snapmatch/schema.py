@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Registers PostgreSQL's to_tsvector() types before the search index below is built: without it the
+# index compiles only if some other module happened to import the dialect first.
+import sqlalchemy.dialects.postgresql  # noqa: F401
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -222,12 +225,97 @@ provider_usage = Table(
 
 # ---- new tables by area: each area adds its tables between its own markers (merge-friendly) ----
 # [area: security, issue 13] add below this line
+# One row per signed-in browser session (Flask-Login's cookie names it by a random secret, stored
+# here only as its SHA-256): signing out deletes the row, so a copied cookie dies with it.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: security]
 
 # [area: robustness, issue 13] add below this line
+# Generations started on purpose (a provider asked us to wait, a selfie was replaced), as opposed to
+# re-enqueues after a crash: the sweeper's cap on crashes counts enqueue_count - planned_generations.
+photos.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+selfies.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+
+# Faces to delete from a provider's collection ("delete my face data", a replaced selfie): written in
+# the transaction that forgets the selfie, so the deletion survives Redis being down; the sweeper
+# enqueues the job that deletes them there and then removes these rows.
+provider_face_deletions = Table(
+    "provider_face_deletions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, nullable=False, index=True),
+    Column("provider_face_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: robustness]
 
+
 # [area: matching, issue 14] add below this line
+class CorrectionVerdict(StrEnum):
+    NOT_ME = "not_me"
+    IS_ME = "is_me"
+
+
+# Which group (connected faces of one person, see snapmatch.matching_rule) each local face is in.
+face_groups = Table(
+    "face_groups",
+    metadata,
+    Column("face_id", Id, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", Id, nullable=False),
+    Index("ix_face_groups_event_group", "event_id", "group_id"),
+)
+
+# Borderline matches: offered under "maybe", never shown as the attendee's until confirmed.
+maybe_matches = Table(
+    "maybe_matches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("selfie_id", Id, ForeignKey("selfies.id", ondelete="CASCADE"), nullable=False),
+    Column("face_id", Id, ForeignKey("faces.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("distance", Float, nullable=False),
+    UniqueConstraint("selfie_id", "face_id", name="uq_maybe_matches_selfie_face"),
+    Index("ix_maybe_matches_selfie_photo", "selfie_id", "photo_id"),
+)
+
+# An attendee's word on a photo: kept by photo, so it outlives re-runs of the photo. ``embedding`` is
+# the face they meant (evidence for or against similar faces); empty with a collection engine.
+match_corrections = Table(
+    "match_corrections",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("verdict", String(10), nullable=False),
+    Column("embedding", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_match_corrections_event_user", "event_id", "user_id"),
+)
+
+# Reference photos beyond the selfie (at most MAX_REFERENCE_PHOTOS - 1 per attendee and event).
+selfie_references = Table(
+    "selfie_references",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("selfie_id", Id, ForeignKey("selfies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("image_key", String(255), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("embedding", LargeBinary),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: matching]
 
 # [area: analysis, issue 18] add below this line

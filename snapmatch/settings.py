@@ -111,6 +111,11 @@ class Settings:
     # [/area: robustness]
 
     # [area: matching, issue 14] add below this line
+    # Rekognition hits at or above this similarity are sure; those between REKOGNITION_MATCH_SIMILARITY
+    # and it go to the attendee's "maybe" list.
+    REKOGNITION_SURE_SIMILARITY: float = field(default_factory=lambda: _env_float("REKOGNITION_SURE_SIMILARITY", 90.0))
+    # Reference photos per attendee and event (the selfie included).
+    MAX_REFERENCE_PHOTOS: int = field(default_factory=lambda: _env_int("MAX_REFERENCE_PHOTOS", 3))
     # [/area: matching]
 
     # [area: analysis, issue 18] add below this line
@@ -146,6 +151,18 @@ class Settings:
     # [/area: analysis]
 
     # [area: operations, issue 16] add below this line
+    # /metrics answers without a token to requests from this machine (set 0 behind a local proxy).
+    METRICS_LOOPBACK_OPEN: bool = field(default_factory=lambda: _env_str("METRICS_LOOPBACK_OPEN", "1") != "0")
+    # Scheduled clean-up: temporary files, and finished job records / progress streams, older than this.
+    TEMP_FILE_MAX_AGE_DAYS: float = field(default_factory=lambda: _env_float("TEMP_FILE_MAX_AGE_DAYS", 30.0))
+    JOB_RECORD_MAX_AGE_DAYS: float = field(default_factory=lambda: _env_float("JOB_RECORD_MAX_AGE_DAYS", 90.0))
+    SWEEP_INTERVAL_SECONDS: int = field(default_factory=lambda: _env_int("SWEEP_INTERVAL_SECONDS", 10))
+    # HTTP rate limits (flask-limiter notation). Uploads count files, not requests (see README).
+    UPLOAD_RATE_LIMIT: str = field(default_factory=lambda: _env_str("UPLOAD_RATE_LIMIT", "100/minute"))
+    MY_PHOTOS_RATE_LIMIT: str = field(default_factory=lambda: _env_str("MY_PHOTOS_RATE_LIMIT", "60/minute"))
+    # Worker processes lower their CPU priority by this much, so web requests on a shared machine
+    # are answered first and the backlog takes the rest of the CPU (0 = same priority).
+    WORKER_NICE: int = field(default_factory=lambda: _env_int("WORKER_NICE", 10))
     # [/area: operations]
 
     # [area: pages, issue 15] add below this line
