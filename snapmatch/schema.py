@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Registers PostgreSQL's to_tsvector() types before the search index below is built: without it the
+# index compiles only if some other module happened to import the dialect first.
+import sqlalchemy.dialects.postgresql  # noqa: F401
 from sqlalchemy import (
     BigInteger,
     Boolean,
