@@ -172,6 +172,23 @@ def _schedules() -> list[Schedule]:
         Schedule("purge_orphans_of_active_events", purge_orphans_of_active_events, lambda: 3600, 1800),
         Schedule("remove_old_temp_files", remove_old_temp_files, lambda: 3600, 1800),
         Schedule("remove_old_job_records", remove_old_job_records, lambda: 3600, 1800),
+        *_analysis_schedules(),
+    ]
+
+
+def _analysis_schedules() -> list[Schedule]:
+    """Photo analysis (only when GEMINI_API_KEY is set): the sweeper for lost analysis jobs, and the
+    batch-mode submitter and poller (an event may use batch mode even when ANALYSIS_MODE is immediate)."""
+    settings = get_settings()
+    if not settings.GEMINI_API_KEY:
+        return []
+    from jobs.analysis import poll_analysis_batches, submit_analysis_batches, sweep_analyses
+
+    poll = max(1, settings.ANALYSIS_BATCH_POLL_SECONDS)
+    return [
+        Schedule("sweep_analyses", sweep_analyses, _sweep_interval, 300),
+        Schedule("submit_analysis_batches", submit_analysis_batches, lambda: poll, 600),
+        Schedule("poll_analysis_batches", poll_analysis_batches, lambda: poll, 600),
     ]
 
 

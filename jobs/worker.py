@@ -92,9 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         os.nice(runtime.settings.WORKER_NICE)
     # Import the job modules (and SQLAlchemy behind them) once here too: a forked work horse would
     # otherwise import them for every job (~110 ms each, measured in bench/rq_overhead.py).
+    import jobs.analysis
     import jobs.maintenance
     import jobs.photo
     import jobs.selfie  # noqa: F401
+
+    if runtime.settings.GEMINI_API_KEY:
+        jobs.analysis.get_analyzer().warm()  # once here, inherited by every work horse
 
     _warm_lazy_imports()
 

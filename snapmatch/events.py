@@ -13,7 +13,7 @@ from snapmatch.accounts import User
 from snapmatch.cache import CacheName, cached
 from snapmatch.errors import Forbidden, NotFound, SnapmatchError
 from snapmatch.redis_client import get_redis
-from snapmatch.schema import Role, event_members, events, matches, photos, selfies
+from snapmatch.schema import Role, event_members, events, matches, maybe_matches, photos, selfies
 
 # No 0/O, 1/I/L: codes are read aloud and typed from printed cards.
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -116,19 +116,21 @@ def photo_counts(event_id: int) -> dict[str, int]:
 
 
 def can_view_photo(user: User, photo_row) -> bool:  # type: ignore[no-untyped-def]
-    """Owner and admin see every photo; an attendee only photos their own selfie matched."""
+    """Owner and admin see every photo; an attendee only photos their own selfie matched, or offers
+    them under "maybe" (to confirm them they must see them)."""
     if user.is_admin:
         return True
     with db.connection() as conn:
         owner_id = conn.execute(select(events.c.owner_id).where(events.c.id == photo_row.event_id)).scalar()
         if owner_id == user.id:
             return True
-        return (
+        return any(
             conn.execute(
-                select(matches.c.id)
-                .join(selfies, selfies.c.id == matches.c.selfie_id)
-                .where(matches.c.photo_id == photo_row.id, selfies.c.user_id == user.id)
+                select(table.c.id)
+                .join(selfies, selfies.c.id == table.c.selfie_id)
+                .where(table.c.photo_id == photo_row.id, selfies.c.user_id == user.id)
                 .limit(1)
             ).first()
             is not None
+            for table in (matches, maybe_matches)
         )

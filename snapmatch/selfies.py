@@ -8,12 +8,13 @@ from typing import BinaryIO
 
 from sqlalchemy import delete, insert, select, update
 
-from snapmatch import db
+from snapmatch import db, provider_deletions
 from snapmatch.accounts import User
+from snapmatch.corrections import forget_references
 from snapmatch.errors import InvalidUpload, NotFound
 from snapmatch.ingest import check_spooled, spool
 from snapmatch.matching import lock_event
-from snapmatch.schema import SelfieStatus, matches, selfies
+from snapmatch.schema import SelfieStatus, matches, maybe_matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
 
@@ -23,7 +24,7 @@ class SelfieUpload:
     selfie_id: int
     image_key: str
     generation: int
-    # The replaced selfie's face in a provider collection, to delete there (None with the local engine).
+    # The replaced selfie's face in a provider collection, recorded for deletion (None with the local engine).
     stale_provider_face_id: str | None = None
 
 
@@ -82,6 +83,9 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
             ).inserted_primary_key[0]
             return SelfieUpload(selfie_id, image_key, 0), None
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
+        if row.provider_face_id:  # the old face leaves the provider's collection too, even if Redis is down
+            provider_deletions.record(conn, event_id, [row.provider_face_id])
+        conn.execute(delete(maybe_matches).where(maybe_matches.c.selfie_id == row.id))
         generation = row.enqueue_count + 1
         conn.execute(
             update(selfies)
@@ -94,6 +98,7 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
                 error_code=None,
                 error_message=None,
                 enqueue_count=generation,
+                planned_generations=generation,  # a new upload starts with no crashes against it
                 updated_at=now,
             )
         )
@@ -108,7 +113,8 @@ def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
 def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
     """Forget the attendee's face: the selfie image, its descriptor and every match.
 
-    Returns the face id to delete from a provider collection, if the engine keeps one."""
+    Returns the face id the provider still holds (its deletion is recorded in the database, see
+    ``provider_deletions``), if the engine keeps one."""
     with db.transaction() as conn:
         lock_event(conn, event_id)  # a photo committing now must not add matches to a selfie being deleted
         row = conn.execute(
@@ -118,32 +124,21 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
         ).first()
         if row is None:
             raise NotFound("You have no selfie in this event.", code="selfie_not_found")
+        reference_keys = forget_references(conn, row.id, user.id, event_id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
-    storage.delete(row.image_key)
+        if row.provider_face_id:
+            provider_deletions.record(conn, event_id, [row.provider_face_id])
+    for key in (row.image_key, *reference_keys):
+        storage.delete(key)
     return row.provider_face_id
 
 
 def my_photos(user: User, event_id: int) -> list[dict[str, object]]:
-    """Photos the attendee's selfie matched, best match first per photo, newest photo first."""
-    from sqlalchemy import func
+    """Photos shown as the attendee's (``corrections.my_photos`` has them with the "maybe" offers)."""
+    from snapmatch.corrections import my_photos as photos_and_maybe
 
-    with db.connection() as conn:
-        rows = conn.execute(
-            select(matches.c.photo_id, func.min(matches.c.distance).label("distance"))
-            .join(selfies, selfies.c.id == matches.c.selfie_id)
-            .where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)
-            .group_by(matches.c.photo_id)
-            .order_by(matches.c.photo_id.desc())
-        ).all()
-    return [
-        {
-            "photo_id": r.photo_id,
-            "thumbnail_url": f"/api/photos/{r.photo_id}/thumbnail",
-            "similarity": round(max(0.0, 1.0 - float(r.distance)), 4),
-        }
-        for r in rows
-    ]
+    return photos_and_maybe(user, event_id)["photos"]
 
 
 __all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "my_photos", "put_selfie"]

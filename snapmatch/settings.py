@@ -111,9 +111,43 @@ class Settings:
     # [/area: robustness]
 
     # [area: matching, issue 14] add below this line
+    # Rekognition hits at or above this similarity are sure; those between REKOGNITION_MATCH_SIMILARITY
+    # and it go to the attendee's "maybe" list.
+    REKOGNITION_SURE_SIMILARITY: float = field(default_factory=lambda: _env_float("REKOGNITION_SURE_SIMILARITY", 90.0))
+    # Reference photos per attendee and event (the selfie included).
+    MAX_REFERENCE_PHOTOS: int = field(default_factory=lambda: _env_int("MAX_REFERENCE_PHOTOS", 3))
     # [/area: matching]
 
     # [area: analysis, issue 18] add below this line
+    # Where the google-genai client sends requests (tests point it at a loopback fake); empty = Google's.
+    GEMINI_BASE_URL: str = field(default_factory=lambda: _env_str("GEMINI_BASE_URL", ""))
+    # "immediate" (one generateContent per photo, default) or "batch" (Gemini Batch API, half price, slower);
+    # an event's own analysis_mode overrides it.
+    ANALYSIS_MODE: str = field(default_factory=lambda: _env_str("ANALYSIS_MODE", "immediate"))
+    # Analysis waits longer than this reschedule the analysis job instead of holding a worker.
+    GEMINI_MAX_INLINE_WAIT_SECONDS: float = field(
+        default_factory=lambda: _env_float("GEMINI_MAX_INLINE_WAIT_SECONDS", 2.0)
+    )
+    # Seconds one HTTP request to Gemini may take before it counts as a failure.
+    GEMINI_REQUEST_TIMEOUT_SECONDS: float = field(
+        default_factory=lambda: _env_float("GEMINI_REQUEST_TIMEOUT_SECONDS", 60.0)
+    )
+    # USD per million tokens (list prices of gemini-2.5-flash); Batch API requests cost half.
+    GEMINI_PRICE_PER_MILLION_INPUT_TOKENS: float = field(
+        default_factory=lambda: _env_float("GEMINI_PRICE_PER_MILLION_INPUT_TOKENS", 0.30)
+    )
+    GEMINI_PRICE_PER_MILLION_OUTPUT_TOKENS: float = field(
+        default_factory=lambda: _env_float("GEMINI_PRICE_PER_MILLION_OUTPUT_TOKENS", 2.50)
+    )
+    # Batch mode: submit when this many photos wait, or when the oldest has waited this long.
+    ANALYSIS_BATCH_MAX_REQUESTS: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_MAX_REQUESTS", 100))
+    ANALYSIS_BATCH_MAX_WAIT_SECONDS: float = field(
+        default_factory=lambda: _env_float("ANALYSIS_BATCH_MAX_WAIT_SECONDS", 300.0)
+    )
+    # Inline batch requests are capped at 20 MB by the API; stay under it.
+    ANALYSIS_BATCH_MAX_BYTES: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_MAX_BYTES", 15_000_000))
+    # How often the scheduler submits waiting batch requests and polls submitted batches.
+    ANALYSIS_BATCH_POLL_SECONDS: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_POLL_SECONDS", 60))
     # [/area: analysis]
 
     # [area: operations, issue 16] add below this line

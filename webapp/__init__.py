@@ -12,11 +12,15 @@ from datetime import timedelta
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from snapmatch.settings import VAR_DIR, Settings, get_settings
+from snapmatch import settings as settings_module
+from snapmatch.settings import Settings, get_settings
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.path.abspath(str(VAR_DIR)))
+    # Read at call time, not import time: a test (or a CLI) that points SNAPMATCH_VAR_DIR elsewhere
+    # must not share another app's scratch directory.
+    var_dir = os.path.abspath(str(settings_module.VAR_DIR))
+    app = Flask(__name__, instance_path=var_dir)
     settings: Settings = (test_config or {}).get("SNAPMATCH") or get_settings()
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
@@ -30,7 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * 20,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         MAX_FORM_PARTS=2000,
-        UPLOAD_TMP_DIR=os.path.join(os.path.abspath(str(VAR_DIR)), "tmp"),
+        UPLOAD_TMP_DIR=os.path.join(var_dir, "tmp"),
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -71,9 +75,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: robustness]
 
     # [area: matching, issue 14] extensions and blueprints below this line
+    from webapp import corrections
+
+    app.register_blueprint(corrections.bp)
     # [/area: matching]
 
     # [area: analysis, issue 18] extensions and blueprints below this line
+    from webapp import search
+
+    app.register_blueprint(search.bp)
     # [/area: analysis]
 
     # [area: operations, issue 16] extensions and blueprints below this line
@@ -94,5 +104,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # [area: watcher, issue 17] extensions and blueprints below this line
     # [/area: watcher]
+
+    # [area: openapi, issue 13] extensions and blueprints below this line
+    from webapp import openapi
+
+    app.register_blueprint(openapi.bp)
+    # [/area: openapi]
 
     return app

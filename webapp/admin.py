@@ -18,6 +18,7 @@ from jobs.requeue import (
 )
 from jobs.schedules import last_runs
 from snapmatch import cache, db
+from snapmatch.analysis.overview import analysis_overview
 from snapmatch.costs import CostTracker
 from snapmatch.errors import NotFound
 from snapmatch.limiter import ProviderLimiter, limits_for
@@ -44,6 +45,7 @@ def providers():  # type: ignore[no-untyped-def]
         if name in PROVIDERS:
             entry["limiter"] = ProviderLimiter(redis(), limits_for(name, cfg), cfg.REDIS_PREFIX).state()
         out[name] = entry
+    out["gemini"]["analysis"] = analysis_overview(cfg, db.utcnow())
     return jsonify({"providers": out})
 
 

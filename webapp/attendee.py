@@ -9,8 +9,9 @@ from flask import Blueprint, Response, jsonify, request
 from redis import RedisError
 from sqlalchemy import func, select
 
-from jobs.queues import enqueue_provider_face_deletion, enqueue_selfie
-from snapmatch import cache, db, events, selfies
+from jobs.queues import enqueue_provider_deletions, enqueue_selfie
+from snapmatch import cache, corrections, db, events, selfies
+from snapmatch.analysis import records as analysis_records
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
@@ -49,9 +50,9 @@ def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     job_id = None
     try:
-        if result.stale_provider_face_id:
-            enqueue_provider_face_deletion(redis(), event_id, [result.stale_provider_face_id])
         job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
+        if result.stale_provider_face_id:
+            enqueue_provider_deletions(redis(), event_id)  # recorded in the database: the sweeper also does it
     except RedisError as exc:
         log.warning("selfie %s not enqueued, the sweeper will retry: %s", result.selfie_id, exc)
     return jsonify({"status": "processing", "selfie_id": result.selfie_id, "job_id": job_id}), 202
@@ -86,7 +87,10 @@ def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     provider_face_id = selfies.delete_selfie(user, event_id, storage=storage())
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     if provider_face_id:
-        enqueue_provider_face_deletion(redis(), event_id, [provider_face_id])
+        try:
+            enqueue_provider_deletions(redis(), event_id)
+        except RedisError as exc:  # the deletion is recorded in the database: the sweeper enqueues it
+            log.warning("provider deletion for event %s not enqueued now, the sweeper will: %s", event_id, exc)
     return Response(status=204)
 
 
@@ -109,7 +113,8 @@ def my_photos():  # type: ignore[no-untyped-def]
 
 def _my_photos(user, event_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
     events.joined_event(user, event_id)
-    return {"status": _selfie_status(user, event_id)["status"], "photos": selfies.my_photos(user, event_id)}
+    found = corrections.my_photos(user, event_id)
+    return {"status": _selfie_status(user, event_id)["status"], "photos": found["photos"], "maybe": found["maybe"]}
 
 
 @bp.get("/api/all-photos")
@@ -187,7 +192,7 @@ def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
                 }
                 for f in face_rows
             ],
-            "analysis": None,
+            "analysis": analysis_records.as_api(analysis_records.get(photo_id)),
             "error": error,
         }
     )

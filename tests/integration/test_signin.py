@@ -132,8 +132,17 @@ def test_pages_redirect_to_login_and_api_answers_401(client) -> None:  # type: i
     assert resp.status_code == 401 and resp.json["error"]["code"] == "unauthorized"
 
 
-def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user) -> None:  # type: ignore[no-untyped-def]
-    """The hole of issue 13 item 1: a session forged with the published key acted as the admin."""
+def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The hole of issue 13 item 1: a session forged with the published key acted as the admin.
+    An install without SECRET_KEY no longer serves at all, and the running app refuses the cookie."""
+    from snapmatch import settings
+    from webapp import create_app
+    from webapp.secret_key import InsecureSecretKey
+
+    monkeypatch.delenv("SECRET_KEY")
+    settings.get_settings.cache_clear()
+    with pytest.raises(InsecureSecretKey):
+        create_app()
     make_user("admin")
     forged = SecureCookieSessionInterface().get_signing_serializer(
         type("OldApp", (), {"secret_key": "dev-only-change-me", "config": {"SECRET_KEY_FALLBACKS": None}})()
@@ -291,3 +300,25 @@ def test_the_web_app_refuses_to_start_with_a_weak_secret_key(env, monkeypatch, k
     with pytest.raises(InsecureSecretKey, match="SECRET_KEY") as raised:
         create_app()
     assert "secrets.token_urlsafe(48)" in str(raised.value)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, _ = make_user("photographer")
+    sign_in(client, email)
+    copied = session_cookie(client).value
+    token = csrf_from(client.get("/me", headers={"Accept": "text/html"}).get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    client.set_cookie("snapmatch_session", copied)
+    assert client.get("/api/me").status_code == 401
+
+
+def test_users_sign_out_ends_every_browser_session(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, token = make_user("photographer")
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop, email)
+    sign_in(phone, email)
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 200
+    result = app.test_cli_runner().invoke(args=["users", "sign-out", email])
+    assert result.exit_code == 0 and "ended 2 session(s)" in result.output
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 401
+    assert laptop.get("/api/me", headers=auth(token)).status_code == 200  # tokens are separate
