@@ -191,6 +191,7 @@ def event_paths() -> Paths:
                 (202, ref("UploadAccepted")),
                 404,
                 409,
+                429,  # UPLOAD_RATE_LIMIT
                 503,
                 roles="owner",
                 params=[EVENT_ID],
@@ -297,6 +298,7 @@ def attendee_paths() -> Paths:
                 (200, ref("MyPhotos")),
                 400,
                 404,
+                429,  # MY_PHOTOS_RATE_LIMIT
                 roles="joined attendee",
                 params=[EVENT_ID_QUERY],
             )
@@ -502,6 +504,114 @@ def analysis_paths() -> Paths:
 PATH_GROUPS.append(analysis_paths)
 # [/area: analysis]
 # [area: operations, issue 16] path groups below this line
+
+
+def operations_paths() -> Paths:
+    """The admin API of issue 16 (webapp/admin.py); /metrics, /admin and /admin/rq are not JSON API."""
+    any_obj: Schema = {"type": "object"}
+    count = {"type": "integer", "minimum": 0}
+    queue_param: Schema = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The queue's name.",
+        "schema": {"type": "string", "maxLength": 100},
+    }
+    paused = obj(["queue", "paused"], queue=STRING, paused={"type": "boolean"})
+    requeue_body = obj(
+        job_id={"type": "string", "minLength": 1, "maxLength": 200},
+        photo_id=INT_ID,
+        photo_ids={"type": "array", "items": INT_ID, "maxItems": 5000},
+        error_code={"type": "string", "minLength": 1, "maxLength": 64},
+        status={"type": "string", "enum": ["failed", "quota_exceeded", "budget_exceeded"]},
+        event_id=INT_ID,
+        all={"type": "boolean"},
+    )
+    return {
+        "/api/admin/queue/stats": {
+            "get": operation(
+                "Per queue: counts by state, workers, throughput, durations, success rate, oldest waiting job",
+                (200, obj(["queues", "workers", "totals"], queues=any_obj, workers={"type": "array"}, totals=any_obj)),
+                roles="admin",
+            )
+        },
+        "/api/admin/queue/history": {
+            "get": operation(
+                "Per-minute samples of queue depth and throughput over the last hour",
+                (200, obj(["samples"], samples={"type": "array", "items": any_obj})),
+                roles="admin",
+            )
+        },
+        "/api/admin/queue/jobs/{job_id}": {
+            "get": operation(
+                "One job: status, queue, attempts, error",
+                (200, obj(["id", "status", "queue", "attempts"], id=STRING, queue=STRING, attempts=INT)),
+                404,
+                roles="admin",
+                params=[
+                    {
+                        "name": "job_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The job's id.",
+                        "schema": {"type": "string", "maxLength": 200},
+                    }
+                ],
+            )
+        },
+        "/api/admin/queue/failed/requeue": {
+            "post": operation(
+                "Requeue failed photos (by job, photo ids, failure code, status, or all) through the database",
+                (200, obj(["requeued"], requeued=count)),
+                404,
+                roles="admin",
+                body=json_body(requeue_body),
+            )
+        },
+        "/api/admin/queue/{name}/pause": {
+            "post": operation(
+                "Pause a queue (workers leave it alone)", (200, paused), 404, roles="admin", params=[queue_param]
+            )
+        },
+        "/api/admin/queue/{name}/resume": {
+            "post": operation("Resume a paused queue", (200, paused), 404, roles="admin", params=[queue_param])
+        },
+        "/api/admin/failures": {
+            "get": operation(
+                "Failed photos by status and reason, and the most recent ones",
+                (200, obj(["by_reason", "photos"], by_reason={"type": "array"}, photos={"type": "array"})),
+                roles="admin",
+            )
+        },
+        "/api/admin/caches": {
+            "get": operation(
+                "Hits, misses and hit ratio per cache", (200, obj(["caches"], caches=any_obj)), roles="admin"
+            )
+        },
+        "/api/admin/cache/clear": {
+            "post": operation("Empty the caches", (200, obj(["cleared"], cleared=count)), roles="admin")
+        },
+        "/api/admin/schedules": {
+            "get": operation(
+                "The last run of every schedule", (200, obj(["schedules"], schedules=any_obj)), roles="admin"
+            )
+        },
+        "/api/status": {
+            "get": operation(
+                "Queue depth, utilisation, workers",
+                (
+                    200,
+                    obj(
+                        ["queue_depth", "utilisation", "workers"], queue_depth=any_obj, utilisation=NUMBER, workers=INT
+                    ),
+                ),
+                roles="admin",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(operations_paths)
 # [/area: operations]
 # [area: pages, issue 15] path groups below this line
 # [/area: pages]
