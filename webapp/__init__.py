@@ -12,11 +12,14 @@ from datetime import timedelta
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from snapmatch.settings import VAR_DIR, Settings, get_settings
+from snapmatch import settings as snapmatch_settings
+from snapmatch.settings import Settings, get_settings
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.path.abspath(str(VAR_DIR)))
+    # Read at call time, not import time, so a test's own VAR_DIR holds its spools (not ./var).
+    var_dir = os.path.abspath(str(snapmatch_settings.VAR_DIR))
+    app = Flask(__name__, instance_path=var_dir)
     settings: Settings = (test_config or {}).get("SNAPMATCH") or get_settings()
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
@@ -30,7 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * 20,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         MAX_FORM_PARTS=2000,
-        UPLOAD_TMP_DIR=os.path.join(os.path.abspath(str(VAR_DIR)), "tmp"),
+        UPLOAD_TMP_DIR=os.path.join(var_dir, "tmp"),
         JSON_SORT_KEYS=False,
     )
     if test_config:

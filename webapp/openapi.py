@@ -37,6 +37,7 @@ ERROR_STATUSES = {
 }
 RETRY_AFTER_STATUSES = (429, 503)
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
+SESSION_COOKIE = "snapmatch_session"  # create_app's SESSION_COOKIE_NAME (a test keeps them equal)
 # Statuses any operation may answer (e.g. 429 once a rate limit covers every route): add them here.
 EVERY_OPERATION_MAY_ANSWER: set[int] = set()
 
@@ -597,7 +598,7 @@ def document() -> Schema:
                 "cookieAuth": {
                     "type": "apiKey",
                     "in": "cookie",
-                    "name": "session",
+                    "name": SESSION_COOKIE,
                     "description": "The session cookie `POST /login` sets (pages use it).",
                 },
             },
