@@ -8,15 +8,39 @@ hands over its hits, which are written under the same lock and rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Connection, delete, insert, select, update
 
 from snapmatch import db
 from snapmatch.errors import SnapmatchError
-from snapmatch.faces import DetectedFace, embedding_from_bytes, embedding_to_bytes, match_distances
-from snapmatch.schema import PhotoStatus, SelfieStatus, events, faces, matches, photos, selfies
+from snapmatch.faces import DetectedFace, embedding_to_bytes
+from snapmatch.matching_rule import (
+    Attendee,
+    MatchRule,
+    ProviderRule,
+    Verdict,
+    decide,
+    decide_provider_hits,
+)
+from snapmatch.schema import (
+    CorrectionVerdict,
+    PhotoStatus,
+    SelfieStatus,
+    events,
+    face_groups,
+    faces,
+    match_corrections,
+    matches,
+    maybe_matches,
+    photos,
+    selfie_references,
+    selfies,
+)
 
 
 @dataclass(frozen=True)
@@ -48,21 +72,286 @@ def lock_event(conn: Connection, event_id: int) -> None:
     conn.execute(update(events).where(events.c.id == event_id).values(match_version=events.c.match_version + 1))
 
 
-def _vector_matches(
-    conn: Connection, event_id: int, detected: list[DetectedFace], face_ids: list[int], threshold: float
-):  # type: ignore[no-untyped-def]
+# ---- the event's faces in memory, for neighbour search ---------------------------------------
+
+
+@dataclass
+class EventIndex:
+    """The event's local face descriptors, kept per process to find a new face's neighbours in one
+    matrix product instead of reading every descriptor of the event on each job.
+
+    A cache, never the truth: refreshed with the faces whose id is above the last one seen (ids only
+    grow), and stale entries (faces deleted by a re-run) are harmless because every neighbour found
+    is looked up in ``face_groups`` before it is used.
+    """
+
+    face_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    photo_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+    squares: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # |v|^2 per row
+    last_id: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.face_ids)
+
+    def append(
+        self, face_ids: Sequence[int], photo_ids: Sequence[int], widths: Sequence[float], vectors: np.ndarray
+    ) -> None:
+        if not len(face_ids):
+            return
+        self.face_ids = np.concatenate([self.face_ids, np.asarray(face_ids, np.int64)])
+        self.photo_ids = np.concatenate([self.photo_ids, np.asarray(photo_ids, np.int64)])
+        self.widths = np.concatenate([self.widths, np.asarray(widths, np.float32)])
+        added = np.asarray(vectors, np.float32).reshape(len(face_ids), -1)
+        self.vectors = np.concatenate([self.vectors, added])
+        self.squares = np.concatenate([self.squares, np.einsum("ij,ij->i", added, added)])
+        self.last_id = max(self.last_id, int(max(face_ids)))
+
+    def refresh(self, conn: Connection, event_id: int) -> None:
+        rows = conn.execute(
+            select(faces.c.id, faces.c.photo_id, faces.c.width, faces.c.embedding)
+            .where(faces.c.event_id == event_id, faces.c.id > self.last_id, faces.c.provider_face_id.is_(None))
+            .order_by(faces.c.id)
+        ).all()
+        if rows:
+            self.append(
+                [r.id for r in rows],
+                [r.photo_id for r in rows],
+                [r.width for r in rows],
+                np.frombuffer(b"".join(r.embedding for r in rows), np.float32).reshape(len(rows), -1),
+            )
+
+    def linked(self, vectors: np.ndarray, widths: Sequence[float], photo_id: int, rule: MatchRule) -> list[set[int]]:
+        """For each given face: ids of indexed faces it links to (``rule.link``, other photos, not small)."""
+        out: list[set[int]] = [set() for _ in range(len(vectors))]
+        if self.size == 0 or len(vectors) == 0:
+            return out
+        close = self._within(np.asarray(vectors, np.float32), rule.link)
+        ok = (self.photo_ids != photo_id) & (self.widths >= rule.small_face_px)
+        for i, width in enumerate(widths):
+            if width >= rule.small_face_px:
+                out[i] = {int(f) for f in self.face_ids[close[:, i] & ok]}
+        return out
+
+    def _within(self, probes: np.ndarray, radius: float) -> np.ndarray:
+        """(size, len(probes)) booleans: |v - p| <= radius, as 2 v.p >= |v|^2 + |p|^2 - r^2 (one
+        matrix product over the index, no square roots)."""
+        dots = self.vectors @ probes.T
+        bound = self.squares[:, None] + np.einsum("ij,ij->i", probes, probes)[None, :] - radius * radius
+        return 2 * dots >= bound
+
+    def near(self, references: np.ndarray, reach: float) -> set[int]:
+        """Ids of indexed faces within ``reach`` of any reference."""
+        if self.size == 0 or len(references) == 0:
+            return set()
+        return {int(f) for f in self.face_ids[self._within(np.asarray(references, np.float32), reach).any(axis=1)]}
+
+
+_INDEX_LIMIT = 16  # events kept in memory per process
+_indexes: OrderedDict[int, EventIndex] = OrderedDict()
+_indexes_lock = threading.Lock()
+
+
+def _event_index(conn: Connection, event_id: int) -> EventIndex:
+    """The refreshed index of the event (the caller holds the event lock, so no writer races it)."""
+    with _indexes_lock:
+        index = _indexes.pop(event_id, None) or EventIndex()
+        _indexes[event_id] = index
+        while len(_indexes) > _INDEX_LIMIT:
+            _indexes.popitem(last=False)
+    index.refresh(conn, event_id)
+    return index
+
+
+def forget_event_index(event_id: int) -> None:
+    with _indexes_lock:
+        _indexes.pop(event_id, None)
+
+
+# ---- the event-wide rule, applied to the groups a change touches ------------------------------
+
+
+def _chunks(values: Sequence[int], size: int = 500) -> Iterable[list[int]]:
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _stack(blobs: list[bytes]) -> np.ndarray | None:
+    return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1) if blobs else None
+
+
+def load_attendees(conn: Connection, event_id: int) -> tuple[dict[int, Attendee], dict[int, int]]:
+    """Every attendee of the event with a ready local selfie: user id -> evidence; and user -> selfie id."""
     ready = conn.execute(
-        select(selfies.c.id, selfies.c.embedding).where(
-            selfies.c.event_id == event_id, selfies.c.status == SelfieStatus.READY.value
+        select(selfies.c.id, selfies.c.user_id, selfies.c.embedding).where(
+            selfies.c.event_id == event_id,
+            selfies.c.status == SelfieStatus.READY.value,
+            selfies.c.embedding.is_not(None),
         )
     ).all()
-    if not ready or not detected:
-        return
-    gallery = np.stack([f.embedding for f in detected]).astype(np.float32)
-    for selfie in ready:
-        distances = match_distances(embedding_from_bytes(selfie.embedding), gallery)
-        for index in np.flatnonzero(distances <= threshold):
-            yield selfie.id, face_ids[int(index)], float(distances[index])
+    selfie_of = {r.user_id: r.id for r in ready}
+    user_of = {r.id: r.user_id for r in ready}
+    refs: dict[int, list[bytes]] = {r.user_id: [r.embedding] for r in ready}
+    for r in conn.execute(
+        select(selfie_references.c.selfie_id, selfie_references.c.embedding)
+        .join(selfies, selfies.c.id == selfie_references.c.selfie_id)
+        .where(
+            selfies.c.event_id == event_id,
+            selfie_references.c.status == SelfieStatus.READY.value,
+            selfie_references.c.embedding.is_not(None),
+        )
+    ):
+        if r.selfie_id in user_of:
+            refs[user_of[r.selfie_id]].append(r.embedding)
+    rejected: dict[int, list[bytes]] = {}
+    not_me: dict[int, set[int]] = {}
+    is_me: dict[int, set[int]] = {}
+    for r in conn.execute(select(match_corrections).where(match_corrections.c.event_id == event_id)):
+        if r.user_id not in refs:
+            continue
+        if r.verdict == CorrectionVerdict.NOT_ME.value:
+            not_me.setdefault(r.user_id, set()).add(r.photo_id)
+            if r.embedding:
+                rejected.setdefault(r.user_id, []).append(r.embedding)
+        else:
+            is_me.setdefault(r.user_id, set()).add(r.photo_id)
+            if r.embedding:
+                refs[r.user_id].append(r.embedding)
+    attendees = {
+        user: Attendee(
+            references=_stack(blobs),  # type: ignore[arg-type]
+            rejected=_stack(rejected.get(user, [])),
+            not_me_photos=frozenset(not_me.get(user, ())),
+            is_me_photos=frozenset(is_me.get(user, ())),
+        )
+        for user, blobs in refs.items()
+    }
+    return attendees, selfie_of
+
+
+def _held(conn: Connection, table, face_ids: Sequence[int]) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """(selfie_id, face_id) rows of ``table`` (matches or maybe_matches) on these faces."""
+    out: set[tuple[int, int]] = set()
+    for chunk in _chunks(face_ids):
+        query = select(table.c.selfie_id, table.c.face_id).where(table.c.face_id.in_(chunk))
+        out |= {(int(r.selfie_id), int(r.face_id)) for r in conn.execute(query)}
+    return out
+
+
+def _redecide_groups(conn: Connection, event_id: int, group_ids: set[int], rule: MatchRule) -> set[int]:
+    """Apply the rule to every face of the given groups and rewrite their matches and maybes.
+
+    Returns the users whose photos or maybes changed (their caches must go)."""
+    if not group_ids:
+        return set()
+    members = []
+    for chunk in _chunks(sorted(group_ids)):
+        members += conn.execute(
+            select(faces.c.id, faces.c.photo_id, faces.c.width, faces.c.embedding, face_groups.c.group_id)
+            .join(face_groups, face_groups.c.face_id == faces.c.id)
+            .where(face_groups.c.event_id == event_id, face_groups.c.group_id.in_(chunk))
+        ).all()
+    if not members:
+        return set()
+    face_ids = [m.id for m in members]
+    attendees, selfie_of = load_attendees(conn, event_id)
+    decisions = decide(
+        _stack([m.embedding for m in members]),  # type: ignore[arg-type]
+        [m.photo_id for m in members],
+        [float(m.width) for m in members],
+        [m.group_id for m in members],
+        attendees,
+        rule,
+    )
+    new_sure = {(selfie_of[d.attendee], face_ids[d.face]) for d in decisions if d.verdict is Verdict.SURE}
+    new_maybe = {(selfie_of[d.attendee], face_ids[d.face]) for d in decisions if d.verdict is Verdict.MAYBE}
+    old_sure = _held(conn, matches, face_ids)
+    old_maybe = _held(conn, maybe_matches, face_ids)
+    if new_sure == old_sure and new_maybe == old_maybe:
+        return set()
+    by_face = {m.id: m for m in members}
+    distance = {(selfie_of[d.attendee], face_ids[d.face]): d.distance for d in decisions}
+    for table, old, new in ((matches, old_sure, new_sure), (maybe_matches, old_maybe, new_maybe)):
+        for selfie_id, face_id in old - new:
+            conn.execute(delete(table).where(table.c.selfie_id == selfie_id, table.c.face_id == face_id))
+        added = [
+            {
+                "selfie_id": s,
+                "face_id": f,
+                "photo_id": by_face[f].photo_id,
+                "event_id": event_id,
+                "distance": distance[(s, f)],
+            }
+            for s, f in new - old
+        ]
+        if added:
+            conn.execute(insert(table), added)
+    changed_selfies = {s for s, _ in (old_sure ^ new_sure) | (old_maybe ^ new_maybe)}
+    return (
+        set(conn.execute(select(selfies.c.user_id).where(selfies.c.id.in_(changed_selfies))).scalars().all())
+        if changed_selfies
+        else set()
+    )
+
+
+def _group_new_faces(
+    conn: Connection, event_id: int, photo_id: int, face_ids: list[int], detected: list[DetectedFace], rule: MatchRule
+) -> set[int]:
+    """Link the photo's new faces into the event's groups (merging groups they bridge); returns the
+    group ids to re-decide."""
+    if not face_ids:
+        return set()
+    index = _event_index(conn, event_id)
+    vectors = np.stack([f.embedding for f in detected]).astype(np.float32)
+    widths = [float(f.width) for f in detected]
+    linked = index.linked(vectors, widths, photo_id, rule)
+    wanted = sorted(set().union(*linked) - set(face_ids))
+    group_of: dict[int, int] = {}
+    for chunk in _chunks(wanted):
+        group_of.update(
+            (r.face_id, r.group_id)
+            for r in conn.execute(
+                select(face_groups.c.face_id, face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))
+            )
+        )
+    touched: set[int] = set()
+    for face_id, neighbours in zip(face_ids, linked, strict=True):
+        groups = {group_of[n] for n in neighbours if n in group_of}
+        target = min(groups) if groups else face_id
+        merged = groups - {target}
+        if merged:
+            conn.execute(
+                update(face_groups)
+                .where(face_groups.c.event_id == event_id, face_groups.c.group_id.in_(merged))
+                .values(group_id=target)
+            )
+            group_of = {f: (target if g in merged else g) for f, g in group_of.items()}
+            touched -= merged
+        conn.execute(insert(face_groups).values(face_id=face_id, event_id=event_id, group_id=target))
+        touched.add(target)
+    return touched
+
+
+def rematch_attendee(conn: Connection, event_id: int, user_id: int, rule: MatchRule) -> set[int]:
+    """Re-decide every group the attendee's evidence can reach or already holds (a new selfie or
+    reference photo, a correction). Call under the event lock; returns the users whose photos changed."""
+    attendees, selfie_of = load_attendees(conn, event_id)
+    candidates: set[int] = set()
+    if user_id in attendees:
+        candidates = _event_index(conn, event_id).near(attendees[user_id].references, rule.reach)
+    selfie_id = conn.execute(
+        select(selfies.c.id).where(selfies.c.event_id == event_id, selfies.c.user_id == user_id)
+    ).scalar()
+    if selfie_id is not None:
+        for table in (matches, maybe_matches):
+            candidates |= set(conn.execute(select(table.c.face_id).where(table.c.selfie_id == selfie_id)).scalars())
+    groups: set[int] = set()
+    for chunk in _chunks(sorted(candidates)):
+        groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
+    return _redecide_groups(conn, event_id, groups, rule) | {user_id}
 
 
 def _provider_matches(conn: Connection, event_id: int, hits: dict[int, list[ProviderHit]], face_ids: list[int]):  # type: ignore[no-untyped-def]
@@ -95,9 +384,23 @@ def write_photo_faces(
     Without ``provider_hits`` faces are matched by descriptor distance against ready selfies;
     with them (face index -> hits) the collection engine's search results are written.
     """
+    rule = MatchRule.from_threshold(threshold)
     with db.transaction() as conn:
         lock_event(conn, event_id)
+        # Whoever held this photo before a re-run must see the change too.
+        before: set[int] = set()
+        for table in (matches, maybe_matches):
+            before |= set(
+                conn.execute(
+                    select(selfies.c.user_id)
+                    .join(table, table.c.selfie_id == selfies.c.id)
+                    .where(table.c.photo_id == photo_id)
+                ).scalars()
+            )
         conn.execute(delete(matches).where(matches.c.photo_id == photo_id))
+        conn.execute(delete(maybe_matches).where(maybe_matches.c.photo_id == photo_id))
+        old_faces = select(faces.c.id).where(faces.c.photo_id == photo_id).scalar_subquery()
+        conn.execute(delete(face_groups).where(face_groups.c.face_id.in_(old_faces)))
         conn.execute(delete(faces).where(faces.c.photo_id == photo_id))
         face_ids: list[int] = []
         for index, face in enumerate(detected):
@@ -117,24 +420,17 @@ def write_photo_faces(
                     )
                 ).inserted_primary_key[0]
             )
-        found = (
-            _vector_matches(conn, event_id, detected, face_ids, threshold)
-            if provider_hits is None
-            else _provider_matches(conn, event_id, provider_hits, face_ids)
-        )
-        rows = [
-            {"selfie_id": s, "face_id": f, "photo_id": photo_id, "event_id": event_id, "distance": d}
-            for s, f, d in found
-        ]
-        if rows:
-            conn.execute(insert(matches), rows)
-        matched_users = (
-            conn.execute(select(selfies.c.user_id).where(selfies.c.id.in_({r["selfie_id"] for r in rows})))
-            .scalars()
-            .all()
-            if rows
-            else []
-        )
+        if provider_hits is None:
+            # Local faces: join the event's groups, then re-decide the groups they touched.
+            touched = _group_new_faces(conn, event_id, photo_id, face_ids, detected, rule)
+            matched_users = _redecide_groups(conn, event_id, touched, rule) | before
+        else:
+            matched_users = (
+                _write_provider_photo_hits(
+                    conn, event_id, photo_id, _provider_matches(conn, event_id, provider_hits, face_ids)
+                )
+                | before
+            )
         conn.execute(
             update(photos)
             .where(photos.c.id == photo_id)
@@ -148,7 +444,7 @@ def write_photo_faces(
                 **photo_values,
             )
         )
-    return MatchResult(face_ids=face_ids, matched_user_ids=sorted(set(matched_users)))
+    return MatchResult(face_ids=face_ids, matched_user_ids=sorted(matched_users))
 
 
 def write_selfie_matches(
@@ -160,36 +456,26 @@ def write_selfie_matches(
     embedding: np.ndarray | None = None,
     provider_face_id: str | None = None,
     provider_hits: list[ProviderHit] | None = None,
-) -> int | None:
+) -> set[int] | None:
     """Mark the selfie ready and (re)write its matches against every face of the event.
 
     Local: ``embedding`` is compared with every stored descriptor. Collection engine: ``provider_hits``
     (photo faces by provider id) are mapped to face rows; a hit on a photo still being written
     raises ``PhotosInFlight`` so the job matches again once that photo is committed.
-    Returns the number of matches, or None when the selfie was replaced meanwhile.
+    Matches go through the event-wide rules (local: ``matching_rule.decide``; collection engine:
+    ``decide_provider_hits``). Returns the users whose photos changed, or None when the selfie was
+    replaced meanwhile.
     """
+    if embedding is not None:
+        return write_local_selfie(
+            selfie_id=selfie_id, event_id=event_id, image_key=image_key, threshold=threshold, embedding=embedding
+        )
     with db.transaction() as conn:
         lock_event(conn, event_id)
         current = conn.execute(select(selfies.c.image_key).where(selfies.c.id == selfie_id)).scalar()
         if current != image_key:
             return None
-        conn.execute(delete(matches).where(matches.c.selfie_id == selfie_id))
         rows = []
-        if embedding is not None:
-            probe = np.asarray(embedding, dtype=np.float32)
-            gallery_rows = conn.execute(
-                select(faces.c.id, faces.c.photo_id, faces.c.embedding).where(
-                    faces.c.event_id == event_id, faces.c.provider_face_id.is_(None)
-                )
-            ).all()
-            if gallery_rows:
-                gallery = np.frombuffer(b"".join(r.embedding for r in gallery_rows), dtype=np.float32).reshape(
-                    len(gallery_rows), -1
-                )
-                distances = match_distances(probe, gallery)
-                for index in np.flatnonzero(distances <= threshold):
-                    face = gallery_rows[int(index)]
-                    rows.append((face.id, face.photo_id, float(distances[index])))
         # Map every hit to its face row in one query per 500 hits, not one query per hit: this runs
         # under the event lock, and a selfie can match hundreds of photos.
         hits = provider_hits or []
@@ -219,14 +505,8 @@ def write_selfie_matches(
             raise PhotosInFlight("a matched photo is still being written; matching again shortly")
         # Hits on photos that are not in flight are orphan faces (a crash between indexing and commit).
         rows.extend((*known[h.provider_face_id], h.distance) for h in hits if h.provider_face_id in known)
-        if rows:
-            conn.execute(
-                insert(matches),
-                [
-                    {"selfie_id": selfie_id, "face_id": f, "photo_id": p, "event_id": event_id, "distance": d}
-                    for f, p, d in rows
-                ],
-            )
+        user_id = conn.execute(select(selfies.c.user_id).where(selfies.c.id == selfie_id)).scalar()
+        changed = _write_provider_selfie_hits(conn, event_id, selfie_id, int(user_id), rows)
         conn.execute(
             update(selfies)
             .where(selfies.c.id == selfie_id)
@@ -239,4 +519,129 @@ def write_selfie_matches(
                 updated_at=db.utcnow(),
             )
         )
-    return len(rows)
+    return changed
+
+
+def write_local_selfie(
+    *, selfie_id: int, event_id: int, image_key: str, threshold: float, embedding: np.ndarray
+) -> set[int] | None:
+    """Mark the selfie ready with its descriptor and re-decide every group it can reach.
+
+    Returns the users whose photos changed (the attendee, and any whose faces moved), or None when
+    the selfie was replaced meanwhile."""
+    rule = MatchRule.from_threshold(threshold)
+    with db.transaction() as conn:
+        lock_event(conn, event_id)
+        row = conn.execute(select(selfies.c.image_key, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
+        if row is None or row.image_key != image_key:
+            return None
+        conn.execute(
+            update(selfies)
+            .where(selfies.c.id == selfie_id)
+            .values(
+                status=SelfieStatus.READY.value,
+                embedding=embedding_to_bytes(embedding),
+                provider_face_id=None,
+                error_code=None,
+                error_message=None,
+                updated_at=db.utcnow(),
+            )
+        )
+        return rematch_attendee(conn, event_id, row.user_id, rule)
+
+
+def rematch_attendee_now(event_id: int, user_id: int, threshold: float) -> set[int]:
+    """``rematch_attendee`` in its own transaction under the event lock (corrections, references)."""
+    with db.transaction() as conn:
+        lock_event(conn, event_id)
+        return rematch_attendee(conn, event_id, user_id, MatchRule.from_threshold(threshold))
+
+
+# ---- collection engines (Rekognition): the same rules where they apply ------------------------
+
+
+def _not_me_photos(conn: Connection, event_id: int) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for user_id, photo_id in conn.execute(
+        select(match_corrections.c.user_id, match_corrections.c.photo_id).where(
+            match_corrections.c.event_id == event_id,
+            match_corrections.c.verdict == CorrectionVerdict.NOT_ME.value,
+        )
+    ):
+        out.setdefault(user_id, set()).add(photo_id)
+    return out
+
+
+def provider_rule() -> ProviderRule:
+    from snapmatch.settings import get_settings
+
+    return ProviderRule(sure_similarity=get_settings().REKOGNITION_SURE_SIMILARITY)
+
+
+def _write_provider_decisions(conn: Connection, event_id: int, hits: list[tuple[int, int, int, float]]) -> set[int]:
+    """Hits (selfie_id, face_id, photo_id, distance) on some faces, judged with every other hit on
+    those faces already stored: one attendee per face, not-me, sure or maybe. Returns changed users."""
+    face_ids = sorted({h[1] for h in hits})
+    if not face_ids:
+        return set()
+    known = list(hits)
+    for chunk in _chunks(face_ids):
+        for table in (matches, maybe_matches):
+            known += [
+                (r.selfie_id, r.face_id, r.photo_id, r.distance)
+                for r in conn.execute(select(table).where(table.c.face_id.in_(chunk)))
+            ]
+    user_of = dict(
+        conn.execute(select(selfies.c.id, selfies.c.user_id).where(selfies.c.id.in_({h[0] for h in known}))).all()
+    )
+    verdicts = decide_provider_hits(
+        [(user_of[s], f, p, d) for s, f, p, d in known if s in user_of], _not_me_photos(conn, event_id), provider_rule()
+    )
+    selfie_of = {u: s for s, u in user_of.items()}
+    photo_of = {f: p for _, f, p, _ in known}
+    changed: set[int] = set()
+    for chunk in _chunks(face_ids):
+        for table in (matches, maybe_matches):
+            old = {
+                (r.selfie_id, r.face_id)
+                for r in conn.execute(select(table.c.selfie_id, table.c.face_id).where(table.c.face_id.in_(chunk)))
+            }
+            want = Verdict.SURE if table is matches else Verdict.MAYBE
+            new = {(selfie_of[u], f) for (u, f), (v, _) in verdicts.items() if v is want and f in set(chunk)}
+            for s, f in old - new:
+                conn.execute(delete(table).where(table.c.selfie_id == s, table.c.face_id == f))
+            added = [
+                {
+                    "selfie_id": s,
+                    "face_id": f,
+                    "photo_id": photo_of[f],
+                    "event_id": event_id,
+                    "distance": verdicts[(user_of[s], f)][1],
+                }
+                for s, f in new - old
+            ]
+            if added:
+                conn.execute(insert(table), added)
+            changed |= {user_of[s] for s, _ in old ^ new}
+    return changed
+
+
+def _write_provider_photo_hits(
+    conn: Connection, event_id: int, photo_id: int, found: Iterable[tuple[int, int, float]]
+) -> set[int]:
+    return _write_provider_decisions(conn, event_id, [(s, f, photo_id, d) for s, f, d in found])
+
+
+def _write_provider_selfie_hits(
+    conn: Connection,
+    event_id: int,
+    selfie_id: int,
+    user_id: int,
+    rows: list[tuple[int, int, float]],
+) -> set[int]:
+    held: set[int] = set()
+    for table in (matches, maybe_matches):
+        held |= set(conn.execute(select(table.c.face_id).where(table.c.selfie_id == selfie_id)).scalars())
+        conn.execute(delete(table).where(table.c.selfie_id == selfie_id))
+    changed = _write_provider_decisions(conn, event_id, [(selfie_id, f, p, d) for f, p, d in rows])
+    return changed | {user_id}

@@ -416,6 +416,91 @@ PATH_GROUPS.append(identity_paths)
 # [area: matching, issue 14] path groups below this line
 # [/area: matching]
 # [area: analysis, issue 18] path groups below this line
+
+
+def analysis_paths() -> Paths:
+    from snapmatch.analysis.search import MAX_QUERY_CHARS
+    from webapp.search import DEFAULT_PER_PAGE
+    from webapp.search import MAX_PAGE as SEARCH_MAX_PAGE
+    from webapp.search import MAX_PER_PAGE as SEARCH_MAX_PER_PAGE
+
+    found = obj(
+        ["photo_id", "thumbnail_url"],
+        photo_id=INT_ID,
+        thumbnail_url=STRING,
+        caption=nullable(STRING),
+        bib_numbers=_strings(),
+    )
+    return {
+        "/api/events/{event_id}/search": {
+            "get": operation(
+                "Photos whose analysis has these bib numbers (exact) and words (caption, tags, visible text)",
+                (
+                    200,
+                    obj(
+                        ["event_id", "q", "page", "per_page", "total", "photos"],
+                        event_id=INT_ID,
+                        q=STRING,
+                        page=INT,
+                        per_page=INT,
+                        total={"type": "integer", "minimum": 0},
+                        photos={"type": "array", "items": found},
+                    ),
+                ),
+                400,
+                404,
+                roles="owner, admin, joined attendee (only photos they may see, unless the owner allowed "
+                "event-wide search)",
+                params=[
+                    EVENT_ID,
+                    query(
+                        "q",
+                        {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                        "Bib numbers (digits) and words; a photo must match all of them.",
+                        required=True,
+                    ),
+                    query("page", {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_PAGE}, "Page (from 1)."),
+                    query(
+                        "per_page",
+                        {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_PER_PAGE},
+                        f"Photos per page (default {DEFAULT_PER_PAGE}).",
+                    ),
+                ],
+            )
+        },
+        "/api/events/{event_id}": {
+            "patch": operation(
+                "The event's search and analysis settings",
+                (
+                    200,
+                    obj(
+                        ["id", "search_event_wide", "analysis_mode"],
+                        id=INT_ID,
+                        search_event_wide={"type": "boolean"},
+                        analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
+                    ),
+                ),
+                404,
+                roles="owner, admin",
+                params=[EVENT_ID],
+                body=json_body(
+                    {
+                        **obj(
+                            search_event_wide={"type": "boolean"},
+                            analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
+                        ),
+                        "minProperties": 1,
+                        "additionalProperties": False,
+                    }
+                ),
+                description="search_event_wide lets joined attendees search every photo of the event (default "
+                "false); analysis_mode null means the server's ANALYSIS_MODE.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(analysis_paths)
 # [/area: analysis]
 # [area: operations, issue 16] path groups below this line
 # [/area: operations]

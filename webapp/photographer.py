@@ -18,6 +18,8 @@ from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
 from webapp.bodylimits import FORM_PARTS, body_limit, upload_limit
 from webapp.errors import json_body
+from webapp.metrics import count_uploads
+from webapp.request_limits import upload_rate_limit
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
@@ -72,6 +74,7 @@ def _check_queue_capacity() -> None:
 
 
 @bp.post("/api/events/<id:event_id>/photos")
+@upload_rate_limit
 @upload_limit(files=MAX_FILES_PER_UPLOAD_BYTES, max_parts=MAX_UPLOAD_PARTS)
 @require_user(Role.PHOTOGRAPHER)
 def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
@@ -96,6 +99,7 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
         for f in files
     ]
     queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
+    count_uploads(r.status for r in results)
     progress.publish_many(
         redis(),
         batch_id,

@@ -152,11 +152,15 @@ class LocalFaceEngine:
         return self._describe(bgr, boxes)
 
     def detect_selfie(self, bgr: np.ndarray) -> DetectedFace | None:
+        return self.detect_selfie_faces(bgr)[0]
+
+    def detect_selfie_faces(self, bgr: np.ndarray) -> tuple[DetectedFace | None, list[int]]:
+        """The selfie's main face (the largest, described) and the widths of every face found,
+        largest first (to refuse a selfie in which several people are about as big)."""
         bgr = np.ascontiguousarray(bgr)
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         scale = min(1.0, SELFIE_MAX_SIDE / max(gray.shape[:2]))
-        boxes = self._boxes(gray, scale, upsample=1)
+        boxes = sorted(self._boxes(gray, scale, upsample=1), key=lambda b: -b[0].width() * b[0].height())
         if not boxes:
-            return None
-        biggest = max(boxes, key=lambda b: b[0].width() * b[0].height())
-        return self._describe(bgr, [biggest])[0]
+            return None, []
+        return self._describe(bgr, boxes[:1])[0], [b[0].width() for b in boxes]
