@@ -37,6 +37,7 @@ ERROR_STATUSES = {
 }
 RETRY_AFTER_STATUSES = (429, 503)
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
+SESSION_COOKIE = "snapmatch_session"  # create_app's SESSION_COOKIE_NAME (a test keeps them equal)
 # Statuses any operation may answer (e.g. 429 once a rate limit covers every route): add them here.
 EVERY_OPERATION_MAY_ANSWER: set[int] = set()
 
@@ -415,6 +416,47 @@ PATH_GROUPS.append(identity_paths)
 # [area: robustness, issue 13] path groups below this line
 # [/area: robustness]
 # [area: matching, issue 14] path groups below this line
+
+
+def matching_paths() -> Paths:
+    who = "an attendee who may see the photo"
+    return {
+        "/api/photos/{photo_id}/not-me": {
+            "post": operation(
+                "Hide a wrong match of me (and learn from it)", (204, None), 404, roles=who, params=[PHOTO_ID]
+            )
+        },
+        "/api/photos/{photo_id}/is-me": {
+            "post": operation(
+                "Confirm a borderline (maybe) match of me", (204, None), 404, roles=who, params=[PHOTO_ID]
+            )
+        },
+        "/api/events/{event_id}/selfies": {
+            "post": operation(
+                "Add another reference photo of me (at most 3 in all)",
+                (
+                    202,
+                    obj(
+                        ["status", "reference_id", "job_id"],
+                        status={"const": "processing"},
+                        reference_id=INT_ID,
+                        job_id=nullable(STRING),
+                    ),
+                ),
+                404,
+                409,
+                415,
+                422,
+                roles="joined attendee with a selfie",
+                params=[EVENT_ID],
+                body=multipart_body(obj(["file"], file=FILE)),
+                description="409 selfie_required before the first selfie, too_many_reference_photos past 3.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(matching_paths)
 # [/area: matching]
 # [area: analysis, issue 18] path groups below this line
 
@@ -507,93 +549,112 @@ PATH_GROUPS.append(analysis_paths)
 
 
 def operations_paths() -> Paths:
-    """The admin API of issue 16 (webapp/admin.py); /metrics, /admin and /admin/rq are not JSON API."""
-    any_obj: Schema = {"type": "object"}
-    count = {"type": "integer", "minimum": 0}
+    from jobs.queues import QueueName
+    from jobs.requeue import MAX_PER_REQUEST, REQUEUABLE_STATUSES
+
+    admin = "admin"
+    anything: Schema = {"type": "object"}
     queue_param: Schema = {
         "name": "name",
         "in": "path",
         "required": True,
-        "description": "The queue's name.",
-        "schema": {"type": "string", "maxLength": 100},
+        "description": "A queue's name.",
+        "schema": {"type": "string", "enum": [q.value for q in QueueName]},
     }
     paused = obj(["queue", "paused"], queue=STRING, paused={"type": "boolean"})
     requeue_body = obj(
-        job_id={"type": "string", "minLength": 1, "maxLength": 200},
+        job_id={"type": "string", "maxLength": 200},
         photo_id=INT_ID,
-        photo_ids={"type": "array", "items": INT_ID, "maxItems": 5000},
-        error_code={"type": "string", "minLength": 1, "maxLength": 64},
-        status={"type": "string", "enum": ["failed", "quota_exceeded", "budget_exceeded"]},
+        photo_ids={"type": "array", "items": INT_ID, "maxItems": MAX_PER_REQUEST},
+        error_code={"type": "string", "maxLength": 64},
+        status={"type": "string", "enum": list(REQUEUABLE_STATUSES)},
         event_id=INT_ID,
         all={"type": "boolean"},
     )
+    requeue_body["additionalProperties"] = False
+    counted = {"type": "integer", "minimum": 0}
     return {
         "/api/admin/queue/stats": {
             "get": operation(
-                "Per queue: counts by state, workers, throughput, durations, success rate, oldest waiting job",
-                (200, obj(["queues", "workers", "totals"], queues=any_obj, workers={"type": "array"}, totals=any_obj)),
-                roles="admin",
+                "Per queue: counts by state, workers, throughput, durations, success rate",
+                (200, obj(["queues"], queues=anything, totals=anything)),
+                roles=admin,
             )
         },
         "/api/admin/queue/history": {
             "get": operation(
-                "Per-minute samples of queue depth and throughput over the last hour",
-                (200, obj(["samples"], samples={"type": "array", "items": any_obj})),
-                roles="admin",
+                "Per-minute samples over the last hour",
+                (200, obj(["samples"], samples={"type": "array", "items": anything})),
+                roles=admin,
             )
         },
         "/api/admin/queue/jobs/{job_id}": {
             "get": operation(
-                "One job: status, queue, attempts, error",
-                (200, obj(["id", "status", "queue", "attempts"], id=STRING, queue=STRING, attempts=INT)),
+                "One job: status, queue, attempts, last error",
+                (
+                    200,
+                    obj(
+                        ["id", "status", "queue", "attempts"],
+                        id=STRING,
+                        status=nullable(STRING),
+                        queue=STRING,
+                        attempts=INT,
+                    ),
+                ),
                 404,
-                roles="admin",
+                roles=admin,
                 params=[
                     {
                         "name": "job_id",
                         "in": "path",
                         "required": True,
-                        "description": "The job's id.",
-                        "schema": {"type": "string", "maxLength": 200},
+                        "schema": STRING,
+                        "description": "An RQ job id (as uploads and failures report it).",
                     }
                 ],
             )
         },
-        "/api/admin/queue/failed/requeue": {
-            "post": operation(
-                "Requeue failed photos (by job, photo ids, failure code, status, or all) through the database",
-                (200, obj(["requeued"], requeued=count)),
-                404,
-                roles="admin",
-                body=json_body(requeue_body),
-            )
-        },
         "/api/admin/queue/{name}/pause": {
             "post": operation(
-                "Pause a queue (workers leave it alone)", (200, paused), 404, roles="admin", params=[queue_param]
+                "Pause a queue (workers stop taking its jobs)", (200, paused), 404, roles=admin, params=[queue_param]
             )
         },
         "/api/admin/queue/{name}/resume": {
-            "post": operation("Resume a paused queue", (200, paused), 404, roles="admin", params=[queue_param])
+            "post": operation("Resume a paused queue", (200, paused), 404, roles=admin, params=[queue_param])
+        },
+        "/api/admin/queue/failed/requeue": {
+            "post": operation(
+                "Requeue failed photos (by ids, reason, status, event, or all) or one job",
+                (200, obj(["requeued"], requeued=counted)),
+                roles=admin,
+                body=json_body(requeue_body),
+            )
         },
         "/api/admin/failures": {
             "get": operation(
-                "Failed photos by status and reason, and the most recent ones",
-                (200, obj(["by_reason", "photos"], by_reason={"type": "array"}, photos={"type": "array"})),
-                roles="admin",
+                "Failed photos: counts by reason and the 100 most recent",
+                (
+                    200,
+                    obj(
+                        ["by_reason", "photos"],
+                        by_reason={"type": "array", "items": anything},
+                        photos={"type": "array", "items": anything},
+                    ),
+                ),
+                roles=admin,
             )
         },
         "/api/admin/caches": {
             "get": operation(
-                "Hits, misses and hit ratio per cache", (200, obj(["caches"], caches=any_obj)), roles="admin"
+                "Hits, misses and hit ratio per cache", (200, obj(["caches"], caches=anything)), roles=admin
             )
         },
         "/api/admin/cache/clear": {
-            "post": operation("Empty the caches", (200, obj(["cleared"], cleared=count)), roles="admin")
+            "post": operation("Delete every cached entry", (200, obj(["cleared"], cleared=counted)), roles=admin)
         },
         "/api/admin/schedules": {
             "get": operation(
-                "The last run of every schedule", (200, obj(["schedules"], schedules=any_obj)), roles="admin"
+                "The last run of every schedule", (200, obj(["schedules"], schedules=anything)), roles=admin
             )
         },
         "/api/status": {
@@ -602,10 +663,15 @@ def operations_paths() -> Paths:
                 (
                     200,
                     obj(
-                        ["queue_depth", "utilisation", "workers"], queue_depth=any_obj, utilisation=NUMBER, workers=INT
+                        ["queue_depth", "paused", "utilisation", "workers"],
+                        queue_depth=anything,
+                        paused=_strings(),
+                        utilisation=NUMBER,
+                        workers=INT,
+                        busy_workers=INT,
                     ),
                 ),
-                roles="admin",
+                roles=admin,
             )
         },
     }
@@ -792,7 +858,7 @@ def document() -> Schema:
                 "cookieAuth": {
                     "type": "apiKey",
                     "in": "cookie",
-                    "name": "session",
+                    "name": SESSION_COOKIE,
                     "description": "The session cookie `POST /login` sets (pages use it).",
                 },
             },
