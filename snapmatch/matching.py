@@ -9,12 +9,12 @@ hands over its hits, which are written under the same lock and rules.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from snapmatch import db
 from snapmatch.errors import SnapmatchError
@@ -26,6 +26,7 @@ from snapmatch.matching_rule import (
     Verdict,
     decide,
     decide_provider_hits,
+    join_groups,
 )
 from snapmatch.schema import (
     CorrectionVerdict,
@@ -317,11 +318,20 @@ def _group_new_faces(
                 select(face_groups.c.face_id, face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))
             )
         )
+    sizes: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(group_of.values()))):
+        sizes.update(
+            conn.execute(
+                select(face_groups.c.group_id, func.count())
+                .where(face_groups.c.event_id == event_id, face_groups.c.group_id.in_(chunk))
+                .group_by(face_groups.c.group_id)
+            ).all()
+        )
     touched: set[int] = set()
     for face_id, neighbours in zip(face_ids, linked, strict=True):
-        groups = {group_of[n] for n in neighbours if n in group_of}
-        target = min(groups) if groups else face_id
-        merged = groups - {target}
+        links = Counter(group_of[n] for n in neighbours if n in group_of)
+        target, merged = join_groups(links, sizes, face_id, rule)
+        sizes[target] = sizes.get(target, 0) + 1 + sum(sizes.pop(g, 0) for g in merged)
         if merged:
             conn.execute(
                 update(face_groups)
