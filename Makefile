@@ -33,6 +33,7 @@ run: $(STAMP) $(SECRET_KEY_FILE)
 	$(BIN)/flask --app webapp db upgrade && \
 	echo "" && \
 	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} with $(WORKERS) worker(s) (REDIS_URL=$$REDIS_URL)" && \
+	echo "Sign in at http://127.0.0.1:$${PORT:-8000}/login once you have a user." && \
 	echo "Create users and tokens in another terminal:" && \
 	echo "  $(BIN)/flask --app webapp users create you@example.com --role photographer --password 'choose-one'" && \
 	echo "  $(BIN)/flask --app webapp tokens create you@example.com" && \

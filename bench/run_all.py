@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["faces_bench.py", "rq_overhead.py", "upload_ack.py", "limiter_bench.py"]
+SCRIPTS = [
+    "faces_bench.py",
+    "rq_overhead.py",
+    "upload_ack.py",
+    "watcher_bench.py",
+    "limiter_bench.py",
+    "admin_bench.py",
+]
 
 
 def main() -> int:

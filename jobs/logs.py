@@ -11,7 +11,7 @@ import logging
 from jobs.queues import QueueName
 
 _MAINTENANCE = QueueName.MAINTENANCE.value
-_MAINTENANCE_FUNCTIONS = "jobs.maintenance."
+_MAINTENANCE_FUNCTIONS = ("jobs.maintenance.", "jobs.schedules.")
 
 
 class QuietMaintenanceJobs(logging.Filter):

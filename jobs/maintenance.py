@@ -15,19 +15,33 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from jobs.queues import enqueue_photos, enqueue_selfie, photo_job_id, selfie_job_id
+from jobs.queues import (
+    enqueue_photos,
+    enqueue_provider_deletions,
+    enqueue_selfie,
+    photo_job_id,
+    provider_deletions_job_id,
+    selfie_job_id,
+)
+from jobs.schedules import recorded
 from jobs.worker_liveness import liveness_key
-from snapmatch import db
+from snapmatch import db, provider_deletions
 from snapmatch.pipeline import claim_next_generation, mark_photo_failed, mark_selfie_failed
-from snapmatch.redis_client import get_redis
+from snapmatch.redis_client import get_redis, key
 from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
 from snapmatch.settings import get_settings
 
 log = logging.getLogger(__name__)
-# A photo that kills its worker every time must end, not loop: after this many re-enqueues it fails.
+# A photo that kills its worker every time must end, not loop: after this many re-enqueues after a
+# crash it fails. Generations started on purpose (provider waits, selfie replacements) do not count.
 MAX_GENERATIONS = 6
+# A job RQ says is "queued" but no queue holds may be one a worker has just popped: a worker on
+# several queues pops with BLPOP, which has no intermediate list (rq/queue.py, dequeue_any), and its
+# work horse marks the job started only after the fork. Such a job counts as lost only once it has
+# been seen so for this long (in practice: on two sweeps, 10 s apart).
+MISSING_JOB_GRACE_SECONDS = 5.0
+MISSING_MARK_TTL_SECONDS = 600
 SWEEP_LIMIT = 2000
-GIVE_UP_MESSAGE = "Processing was interrupted too many times (worker crashes); upload the file again."
 _WAITING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
 
 
@@ -39,6 +53,30 @@ def _queue_members(redis: Redis, origins: set[str]) -> set[str]:
         pipe.lrange(queue_key, 0, -1)
         pipe.lrange(IntermediateQueue.get_intermediate_queue_key(queue_key), 0, -1)
     return {job_id.decode() for ids in pipe.execute() for job_id in ids}
+
+
+def _missing_for_less_than(redis: Redis, job_ids: list[str], grace: float) -> set[str]:
+    """The jobs among ``job_ids`` (queued in no queue) first seen so less than ``grace`` seconds ago.
+
+    The first sighting is kept in Redis (``SET NX``), timed by the Redis server's clock, so sweeps
+    from any number of schedulers on any hosts agree.
+    """
+    if not job_ids:
+        return set()
+    seconds, micros = redis.time()
+    now = seconds + micros / 1e6
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        mark = key("sweeper", "missing", job_id)
+        pipe.set(mark, now, nx=True, ex=MISSING_MARK_TTL_SECONDS)
+        pipe.get(mark)
+    first_seen = pipe.execute()[1::2]
+    return {job_id for job_id, first in zip(job_ids, first_seen, strict=True) if now - float(first) < grace}
+
+
+def crashes(enqueue_count: int, planned_generations: int) -> int:
+    """Re-enqueues that followed a crash or a lost job, not a provider wait or a new upload."""
+    return enqueue_count - planned_generations
 
 
 def live_jobs(redis: Redis, job_ids: list[str]) -> set[str]:
@@ -66,6 +104,7 @@ def live_jobs(redis: Redis, job_ids: list[str]) -> set[str]:
     if queued:
         members = _queue_members(redis, set(queued.values()))
         alive.update(job_id for job_id in queued if job_id in members)
+        alive.update(_missing_for_less_than(redis, [j for j in queued if j not in members], MISSING_JOB_GRACE_SECONDS))
     if started:
         pipe = redis.pipeline(transaction=False)
         for _job_id, worker_name in started:
@@ -85,7 +124,7 @@ def _abandoned(table, rows, job_id, fail) -> tuple[list, int]:  # type: ignore[n
     for row in rows:
         if job_id(row.id, row.enqueue_count) in alive:
             continue
-        if row.enqueue_count + 1 >= MAX_GENERATIONS:
+        if crashes(row.enqueue_count, row.planned_generations) + 1 >= MAX_GENERATIONS:
             fail(row.id)
             given_up += 1
             continue
@@ -94,6 +133,7 @@ def _abandoned(table, rows, job_id, fail) -> tuple[list, int]:  # type: ignore[n
     return claimed, given_up
 
 
+@recorded("sweep")
 def sweep() -> dict[str, int]:
     """Re-enqueue abandoned photos and selfies. Safe to run anywhere, any number of times."""
     settings = get_settings()
@@ -101,7 +141,7 @@ def sweep() -> dict[str, int]:
     cutoff = db.utcnow() - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
     with db.connection() as conn:
         stale_photos = conn.execute(
-            select(photos.c.id, photos.c.enqueue_count)
+            select(photos.c.id, photos.c.enqueue_count, photos.c.planned_generations)
             .where(
                 photos.c.status.in_([PhotoStatus.QUEUED.value, PhotoStatus.PROCESSING.value]),
                 photos.c.updated_at < cutoff,
@@ -110,7 +150,7 @@ def sweep() -> dict[str, int]:
             .limit(SWEEP_LIMIT)
         ).all()
         stale_selfies = conn.execute(
-            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count)
+            select(selfies.c.id, selfies.c.image_key, selfies.c.enqueue_count, selfies.c.planned_generations)
             .where(selfies.c.status == SelfieStatus.PROCESSING.value, selfies.c.updated_at < cutoff)
             .limit(SWEEP_LIMIT)
         ).all()
@@ -118,9 +158,7 @@ def sweep() -> dict[str, int]:
         photos,
         stale_photos,
         photo_job_id,
-        lambda i: mark_photo_failed(
-            i, "abandoned", "Processing was interrupted too many times (worker crashes).", redis
-        ),
+        lambda i: mark_photo_failed(i, "abandoned", redis),
     )
     if photo_rows:
         enqueue_photos(redis, [(r.id, r.enqueue_count + 1) for r in photo_rows])
@@ -129,7 +167,7 @@ def sweep() -> dict[str, int]:
         selfies,
         stale_selfies,
         selfie_job_id,
-        lambda i: mark_selfie_failed(i, keys[i], "abandoned", GIVE_UP_MESSAGE),
+        lambda i: mark_selfie_failed(i, keys[i], "abandoned"),
     )
     for r in selfie_rows:
         enqueue_selfie(redis, r.id, r.image_key, r.enqueue_count + 1)
@@ -140,18 +178,40 @@ def sweep() -> dict[str, int]:
     }
     if any(result.values()):
         log.warning("sweeper: %s", result)
+    deletions = _drain_provider_deletions(redis)
+    if deletions:
+        log.info("sweeper: provider face deletions enqueued for %d event(s)", deletions)
     return result
 
 
-def delete_provider_faces(event_id: int, face_ids: list[str]) -> int:
-    """Delete faces from the event's provider collection (a selfie deleted or replaced)."""
+def delete_pending_provider_faces(event_id: int) -> int:
+    """Delete the faces recorded for deletion in the event's provider collection, then the records."""
     from jobs.runtime import get_runtime
     from snapmatch.faces import CollectionFaceEngine
 
     engine = get_runtime().engine
     if not isinstance(engine, CollectionFaceEngine):
         return 0
-    return len(engine.delete_faces(event_id, face_ids))
+    rows = provider_deletions.pending(event_id)
+    if rows:
+        # Faces already gone (deleted before, or the collection with them) count as done too.
+        engine.delete_faces(event_id, [face_id for _, face_id in rows])
+        provider_deletions.done([row_id for row_id, _ in rows])
+    return len(rows)
+
+
+def _drain_provider_deletions(redis: Redis) -> int:
+    """Enqueue the deletion job of every event with recorded provider deletions and no live job."""
+    if get_settings().FACE_ENGINE != "rekognition":
+        return 0
+    event_ids = provider_deletions.events_with_pending()
+    if not event_ids:
+        return 0
+    alive = live_jobs(redis, [provider_deletions_job_id(e) for e in event_ids])
+    waiting = [e for e in event_ids if provider_deletions_job_id(e) not in alive]
+    for event_id in waiting:
+        enqueue_provider_deletions(redis, event_id)
+    return len(waiting)
 
 
 def purge_orphan_provider_faces(event_id: int) -> int:
@@ -203,6 +263,7 @@ def purge_orphan_provider_faces(event_id: int) -> int:
     return len(orphans)
 
 
+@recorded("purge_orphans_of_active_events")
 def purge_orphans_of_active_events(hours: int = 24) -> int:
     """Run ``purge_orphan_provider_faces`` for every event with photo activity in the last ``hours``."""
     if get_settings().FACE_ENGINE != "rekognition":

@@ -1,5 +1,5 @@
-"""Scheduler entry point (``python -m jobs.scheduler``): RQ's CronScheduler running the sweeper,
-restarted in-process when Redis goes away for a moment instead of dying.
+"""Scheduler entry point (``python -m jobs.scheduler``): RQ's CronScheduler running every schedule of
+``jobs.schedules`` on the maintenance queue, restarted in-process when Redis goes away for a moment.
 """
 
 from __future__ import annotations
@@ -11,32 +11,32 @@ from redis import RedisError
 from rq.cron import CronScheduler
 
 from jobs.logs import quiet_maintenance_logs
-from jobs.maintenance import purge_orphans_of_active_events, sweep
 from jobs.queues import QueueName
+from jobs.schedules import SCHEDULES
 from snapmatch.redis_client import get_redis
 
-SWEEP_INTERVAL_SECONDS = 10
-# Provider faces left by a crash cost storage, not correctness (matching ignores them): hourly is enough.
-ORPHAN_PURGE_INTERVAL_SECONDS = 3600
 log = logging.getLogger("snapmatch.scheduler")
+
+
+def build_scheduler() -> CronScheduler:
+    scheduler = CronScheduler(connection=get_redis())
+    for schedule in SCHEDULES:
+        scheduler.register(
+            schedule.func,
+            queue_name=QueueName.MAINTENANCE.value,
+            interval=schedule.interval(),
+            job_timeout=schedule.job_timeout,
+            name=schedule.name,
+        )
+    return scheduler
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_maintenance_logs()
     while True:
-        scheduler = CronScheduler(connection=get_redis())
-        scheduler.register(
-            sweep, queue_name=QueueName.MAINTENANCE.value, interval=SWEEP_INTERVAL_SECONDS, job_timeout=300
-        )
-        scheduler.register(
-            purge_orphans_of_active_events,
-            queue_name=QueueName.MAINTENANCE.value,
-            interval=ORPHAN_PURGE_INTERVAL_SECONDS,
-            job_timeout=1800,
-        )
         try:
-            scheduler.start()
+            build_scheduler().start()
             return
         except RedisError as exc:
             log.warning("Redis unavailable (%s); retrying in 2 s", exc)

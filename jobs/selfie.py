@@ -27,7 +27,7 @@ def process_selfie_job(selfie_id: int, image_key: str) -> str:
         ).value
     except RetryLater as exc:
         generation = current_job_generation()
-        if claim_next_generation(selfies, selfie_id, generation):
+        if claim_next_generation(selfies, selfie_id, generation, planned=True):
             enqueue_selfie(rt.redis, selfie_id, image_key, generation + 1, delay=exc.delay)
         log.info("selfie %s rescheduled in %.1f s: %s", selfie_id, exc.delay, exc.message)
         return "rescheduled"
@@ -36,6 +36,11 @@ def process_selfie_job(selfie_id: int, image_key: str) -> str:
 def on_selfie_job_failure(job, connection, exc_type, exc_value, _traceback) -> None:  # type: ignore[no-untyped-def]
     if job.retries_left:
         return
-    mark_selfie_failed(
-        job.args[0], job.args[1], "processing_error", f"{exc_type.__name__ if exc_type else 'error'}: {exc_value}"
+    log.error(
+        "selfie %s failed on every attempt (job %s): %s: %s",
+        job.args[0],
+        job.id,
+        exc_type.__name__ if exc_type else "error",
+        exc_value,
     )
+    mark_selfie_failed(job.args[0], job.args[1], "processing_error")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from snapmatch import db
 from snapmatch.errors import Conflict, NotFound, SnapmatchError
-from snapmatch.schema import Role, api_tokens, event_members, users
+from snapmatch.schema import Role, api_tokens, event_members, user_sessions, users
 
 TOKEN_PREFIX = "smk_"
 # Characters of a token kept in clear so people can tell tokens apart ("smk_" + 8): ~48 of its
@@ -273,3 +273,46 @@ def revoke_token(id_or_prefix: str) -> int:
             raise Conflict(f"{len(ids)} tokens start with {key}: revoke by id.", code="ambiguous_token")
         conn.execute(delete(api_tokens).where(api_tokens.c.id == ids[0]))
     return ids[0]
+
+
+def start_session(user: User, lifetime: timedelta, now: datetime | None = None) -> str:
+    """A new browser session for ``user``: returns its secret (kept in the signed cookie); only its
+    hash is stored. The user's expired sessions are cleared on the way."""
+    now = now or db.utcnow()
+    secret = secrets.token_urlsafe(32)
+    with db.transaction() as conn:
+        conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user.id, user_sessions.c.expires_at <= now))
+        conn.execute(
+            insert(user_sessions).values(
+                user_id=user.id, secret_hash=_token_hash(secret), created_at=now, expires_at=now + lifetime
+            )
+        )
+    return secret
+
+
+def user_for_session(user_id: int, secret: str, now: datetime | None = None) -> User | None:
+    """The user of a live session (not signed out, not expired), else None."""
+    now = now or db.utcnow()
+    with db.connection() as conn:
+        row = conn.execute(
+            select(users)
+            .join(user_sessions, user_sessions.c.user_id == users.c.id)
+            .where(
+                user_sessions.c.secret_hash == _token_hash(secret),
+                user_sessions.c.user_id == user_id,
+                user_sessions.c.expires_at > now,
+            )
+        ).first()
+    return _user(row) if row else None
+
+
+def end_session(secret: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(delete(user_sessions).where(user_sessions.c.secret_hash == _token_hash(secret)))
+
+
+def end_all_sessions(email: str) -> int:
+    """Sign the user out everywhere (every browser session); returns how many ended."""
+    user = find_user(email)
+    with db.transaction() as conn:
+        return conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user.id)).rowcount

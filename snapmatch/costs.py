@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
-from snapmatch import db
+from snapmatch import db, metrics
 from snapmatch.errors import QuotaExceeded
 from snapmatch.schema import provider_usage
 from snapmatch.settings import Settings, get_settings
@@ -33,6 +33,8 @@ class BudgetExceeded(QuotaExceeded):
 # Rekognition bills the face APIs per image analysed ("Group 1": IndexFaces, SearchFaces, SearchFacesByImage,
 # first million images a month) and stored face vectors per face-month. Collection management is free.
 REKOGNITION_IMAGE_OPERATIONS = ("IndexFaces", "SearchFaces", "SearchFacesByImage")
+# Gemini bills tokens: ledger rows whose operation ends with this count tokens, not calls.
+TOKENS_SUFFIX = "_tokens"
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,15 @@ class Prices:
     @classmethod
     def from_settings(cls, settings: Settings) -> Prices:
         """Public list prices by default; override with REKOGNITION_PRICE_PER_IMAGE / _PER_FACE_MONTH."""
+        from snapmatch.analysis.quota import token_prices
+
         per_image = settings.REKOGNITION_PRICE_PER_IMAGE
         per_face_month = settings.REKOGNITION_PRICE_PER_FACE_MONTH
+        gemini = token_prices(
+            settings.GEMINI_PRICE_PER_MILLION_INPUT_TOKENS, settings.GEMINI_PRICE_PER_MILLION_OUTPUT_TOKENS
+        )
         return cls(
-            per_call={"rekognition": dict.fromkeys(REKOGNITION_IMAGE_OPERATIONS, per_image)},
+            per_call={"rekognition": dict.fromkeys(REKOGNITION_IMAGE_OPERATIONS, per_image), "gemini": gemini},
             per_stored_month={"rekognition": per_face_month},
         )
 
@@ -94,24 +101,41 @@ class CostTracker:
 
     # -- recording ---------------------------------------------------------------------------------------
 
-    def _insert(self, provider: str, operation: str, event_id: int | str | None, units: int) -> None:
-        with db.transaction() as conn:
-            conn.execute(
-                insert(provider_usage).values(
-                    provider=provider,
-                    operation=operation,
-                    event_id=int(event_id) if event_id is not None else None,
-                    units=units,
-                    created_at=db.utcnow(),
-                )
-            )
+    def _insert(
+        self, provider: str, operation: str, event_id: int | str | None, units: int, conn: Connection | None = None
+    ) -> None:
+        row = insert(provider_usage).values(
+            provider=provider,
+            operation=operation,
+            event_id=int(event_id) if event_id is not None else None,
+            units=units,
+            created_at=db.utcnow(),
+        )
+        if conn is not None:  # the caller's transaction: the usage is written with the result it paid for
+            conn.execute(row)
+            return
+        with db.transaction() as own:
+            own.execute(row)
 
-    def record_call(self, provider: str, operation: str, event_id: int | str | None = None, units: int = 1) -> None:
-        """Count ``units`` billable units of one answered call (throttled or failed attempts are not billed)."""
-        self._insert(provider, operation, event_id, units)
+    def record_call(
+        self,
+        provider: str,
+        operation: str,
+        event_id: int | str | None = None,
+        units: int = 1,
+        conn: Connection | None = None,
+    ) -> None:
+        """Count ``units`` billable units of one answered call (throttled or failed attempts are not billed).
+
+        Token-priced providers (Gemini) record one row per token kind, with operation names ending in ``_tokens``.
+        """
+        self._insert(provider, operation, event_id, units, conn)
+        metrics.PROVIDER_CALLS.labels(provider, operation).inc(units)
+        metrics.PROVIDER_COST.labels(provider).inc(units * self.prices.call_price(provider, operation))
 
     def record_throttle(self, provider: str, operation: str) -> None:
         self.redis.hincrby(self._throttle_key(provider), operation, 1)
+        metrics.PROVIDER_THROTTLES.labels(provider, operation).inc()
 
     def record_faces_stored(self, provider: str, event_id: int | str, delta: int) -> None:
         """Faces added (+) or deleted (-) in the provider's storage, for the per-face-month estimate."""
@@ -133,13 +157,15 @@ class CostTracker:
             return {(e, op): int(n) for e, op, n in conn.execute(query).all()}
 
     def _summary(self, provider: str, usage: dict[str, int]) -> dict[str, Any]:
-        calls = {op: n for op, n in usage.items() if op != self.FACES_STORED}
+        calls = {op: n for op, n in usage.items() if op != self.FACES_STORED and not op.endswith(TOKENS_SUFFIX)}
+        tokens = {op: n for op, n in usage.items() if op.endswith(TOKENS_SUFFIX)}
         faces = max(0, usage.get(self.FACES_STORED, 0))
-        calls_cost = sum(n * self.prices.call_price(provider, op) for op, n in calls.items())
+        calls_cost = sum(n * self.prices.call_price(provider, op) for op, n in (calls | tokens).items())
         storage_month = faces * self.prices.per_stored_month.get(provider, 0.0)
         return {
             "calls": calls,
             "calls_total": sum(calls.values()),
+            "tokens": tokens,
             "faces_stored": faces,
             "calls_cost_usd": round(calls_cost, 6),
             "storage_cost_per_month_usd": round(storage_month, 6),
@@ -153,14 +179,25 @@ class CostTracker:
     def event_cost(self, provider: str, event_id: int | str) -> float:
         return float(self.event_summary(provider, event_id)["estimated_cost_usd"])
 
-    def check_budget(self, event_id: int | str, provider: str = "rekognition") -> None:
-        """Raise ``BudgetExceeded`` when the event has reached ``EVENT_BUDGET_USD``; no-op without a budget.
+    def event_total_cost(self, event_id: int | str) -> float:
+        """What the event has spent with every provider (the budget counts them all)."""
+        with db.connection() as conn:
+            providers = list(
+                conn.execute(
+                    select(provider_usage.c.provider).where(provider_usage.c.event_id == int(event_id)).distinct()
+                ).scalars()
+            )
+        return sum(self.event_cost(provider, event_id) for provider in providers)
+
+    def check_budget(self, event_id: int | str, provider: str | None = None) -> None:
+        """Raise ``BudgetExceeded`` when the event has reached ``EVENT_BUDGET_USD`` across all providers
+        (``provider`` is kept for callers that name theirs); no-op without a budget.
 
         Checked before each paid call, so concurrent workers may overshoot by at most one call each.
         """
         if self.event_budget_usd is None:
             return
-        spent = self.event_cost(provider, event_id)
+        spent = self.event_total_cost(event_id)
         if spent >= self.event_budget_usd:
             raise BudgetExceeded(event_id, spent, self.event_budget_usd)
 

@@ -35,6 +35,14 @@ class PermanentImageError(SnapmatchError):
     status = 422
 
 
+class ProviderRejected(SnapmatchError):
+    """A provider refused the request itself (a 4xx other than throttling: invalid parameter, access
+    denied...): the same request will be refused again, so the photo or selfie fails at once."""
+
+    code = "provider_rejected"
+    status = 502
+
+
 class NotFound(SnapmatchError):
     code = "not_found"
     status = 404
@@ -93,9 +101,15 @@ USER_MESSAGES: dict[str, str] = {
     "unsupported_type": "The stored file is not a JPEG, PNG or WebP image.",
     "encode_failed": "The image could not be converted for face recognition. Export it again as a JPEG.",
     "too_large": "The image cannot be made small enough for face recognition.",
+    "truncated_image": "The file is incomplete (its end is missing). Upload it again.",
+    "image_too_large": "The image has more pixels than Snapmatch accepts (MAX_IMAGE_PIXELS).",
+    "file_too_large": "The file is larger than Snapmatch accepts (MAX_UPLOAD_MB).",
+    "empty_file": "The file is empty.",
     "provider_image": "The face recognition service refused this image. Export it again as an ordinary JPEG.",
-    "provider_error": "The face recognition service refused the request. The organiser has been told.",
-    "quota_exceeded": "The face recognition service was busy for too long; the photo waits to be tried again.",
+    "provider_error": "The face recognition service kept failing. Upload the file again later.",
+    "provider_rejected": "The face recognition service refused this request. Tell the organiser.",
+    "quota_exceeded": "The face recognition service stayed busy past this file's time budget; it waits to be "
+    "tried again.",
     "budget_exceeded": "The event's face recognition budget is used up; the photo waits until the organiser raises it.",
     "no_face": "No face was found in the selfie: take one facing the camera, in good light.",
 }

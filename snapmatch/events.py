@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from snapmatch import db
 from snapmatch.accounts import User
+from snapmatch.cache import CacheName, cached
 from snapmatch.errors import Forbidden, NotFound, SnapmatchError
+from snapmatch.redis_client import get_redis
 from snapmatch.schema import Role, event_members, events, matches, maybe_matches, photos, selfies
 
 # No 0/O, 1/I/L: codes are read aloud and typed from printed cards.
@@ -44,11 +46,17 @@ def create_event(owner: User, name: str) -> Event:
 
 
 def get_event(event_id: int) -> Event:
+    """The event (cached in Redis for every web process; ``cache.invalidate_event`` after a change)."""
+    return Event(**cached(get_redis(), CacheName.EVENT, (event_id,), lambda: _load_event(event_id)))
+
+
+def _load_event(event_id: int) -> dict[str, object]:
+    """The event row as plain values; a missing event raises, so it is never cached as missing."""
     with db.connection() as conn:
         row = conn.execute(select(events).where(events.c.id == event_id)).first()
     if row is None:
         raise NotFound(f"No event {event_id}.", code="event_not_found")
-    return _event(row)
+    return asdict(_event(row))
 
 
 def owned_event(user: User, event_id: int) -> Event:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 4096
 _EXTENSIONS = {ImageType.JPEG: "jpg", ImageType.PNG: "png", ImageType.WEBP: "webp"}
-_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass
@@ -200,7 +200,7 @@ def original_key(event_id: int, sha256: str, kind: ImageType) -> str:
 def ensure_batch(event_id: int, owner_id: int, batch_id: str | None) -> str:
     """The batch to file uploads under: the client's id (idempotent) or a new one."""
     if batch_id:
-        if not _BATCH_ID.match(batch_id):
+        if not BATCH_ID.fullmatch(batch_id):
             raise SnapmatchError("batch_id must be 1-64 letters, digits, '-' or '_'.", code="invalid_batch_id")
     else:
         batch_id = uuid.uuid4().hex

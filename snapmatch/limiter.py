@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import Redis
 
+from snapmatch import metrics
 from snapmatch.settings import Settings, get_settings
 
 
@@ -376,11 +377,17 @@ class ProviderLimiter:
         Gives up at once when the known wait (rate, cooldown, open breaker) is longer than what is left,
         so a worker can reschedule its job instead of sleeping through a wait it cannot win.
         """
-        deadline = time.monotonic() + max(0.0, timeout)
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout)
+        waited_for: str | None = None
         while True:
             result = self.try_acquire(cost)
             if isinstance(result, Acquired):
+                if waited_for is not None:
+                    metrics.LIMITER_WAITS.labels(self.limits.name, waited_for).inc()
+                    metrics.LIMITER_WAIT_SECONDS.labels(self.limits.name).observe(time.monotonic() - started)
                 return Lease(self, result)
+            waited_for = waited_for or str(result.reason)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (not result.can_free_sooner and result.retry_after > remaining):
                 raise RateLimitExceeded(self.limits.name, result.reason, result.retry_after)

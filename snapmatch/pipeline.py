@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db, imaging, progress
-from snapmatch.cache import invalidate_my_photos
-from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater
+from snapmatch.cache import invalidate_event_photos, invalidate_my_photos
+from snapmatch.errors import PermanentImageError, ProviderRejected, QuotaExceeded, RetryLater, user_error, user_message
 from snapmatch.faces import CollectionFaceEngine, DetectedFace, FaceEngine
 from snapmatch.matching import PhotosInFlight, ProviderHit, write_photo_faces, write_selfie_matches
 from snapmatch.progress import Stage
@@ -41,9 +41,14 @@ def derived_key(original_key: str, kind: str) -> str:
     return f"{head}/{kind}/{rest.rsplit('.', 1)[0]}.jpg"
 
 
-def claim_next_generation(table, row_id: int, generation: int, **values: object) -> bool:  # type: ignore[no-untyped-def]
+def claim_next_generation(table, row_id: int, generation: int, *, planned: bool = False, **values: object) -> bool:  # type: ignore[no-untyped-def]
     """Move a photo or selfie to its next job generation if it is still at ``generation``
-    (compare-and-set, so two sweepers or a sweeper and a rescheduling job never both enqueue)."""
+    (compare-and-set, so two sweepers or a sweeper and a rescheduling job never both enqueue).
+
+    ``planned``: the new generation is a provider wait, not a recovery from a crash, so it does not
+    count against the sweeper's cap (``jobs.maintenance.MAX_GENERATIONS``)."""
+    if planned:
+        values["planned_generations"] = table.c.planned_generations + 1
     with db.transaction() as conn:
         return bool(
             conn.execute(
@@ -55,8 +60,10 @@ def claim_next_generation(table, row_id: int, generation: int, **values: object)
 
 
 def mark_photo_failed(
-    photo_id: int, code: str, message: str, redis: Redis | None = None, status: PhotoStatus = PhotoStatus.FAILED
+    photo_id: int, code: str, redis: Redis | None = None, status: PhotoStatus = PhotoStatus.FAILED
 ) -> None:
+    """Record the failure as a code and its sentence for people (``errors.user_message``); the
+    details (exception text, paths, hosts) belong in the caller's log line, never on the row."""
     with db.transaction() as conn:
         row = conn.execute(select(photos.c.batch_id).where(photos.c.id == photo_id)).first()
         conn.execute(
@@ -65,13 +72,13 @@ def mark_photo_failed(
             .values(
                 status=status.value,
                 error_code=code,
-                error_message=message,
+                error_message=user_message(code),
                 finished_at=db.utcnow(),
                 updated_at=db.utcnow(),
             )
         )
     if redis is not None and row is not None:
-        progress.publish(redis, row.batch_id, Stage.FAILED, photo_id, error={"code": code, "message": message})
+        progress.publish(redis, row.batch_id, Stage.FAILED, photo_id, error=user_error(code))
         publish_batch_done_if_finished(redis, row.batch_id)
 
 
@@ -187,7 +194,8 @@ def process_photo(
     try:
         prepared = imaging.prepare(storage.get(row.original_key), max_pixels=settings.MAX_IMAGE_PIXELS)
     except PermanentImageError as exc:
-        mark_photo_failed(photo_id, exc.code, exc.message, redis)
+        log.warning("photo %s cannot be decoded: %s", photo_id, exc.message)
+        mark_photo_failed(photo_id, exc.code, redis)
         return Outcome.FAILED
     thumbnail_key = derived_key(row.original_key, "thumbs")
     working_key = derived_key(row.original_key, "work")
@@ -212,9 +220,15 @@ def process_photo(
                 photo_values=photo_values,
             )
     except QuotaExceeded as exc:
-        mark_photo_failed(photo_id, exc.code, exc.message, redis, status=PhotoStatus.QUOTA_EXCEEDED)
+        log.warning("photo %s waits: %s", photo_id, exc.message)
+        mark_photo_failed(photo_id, exc.code, redis, status=PhotoStatus.QUOTA_EXCEEDED)
+        return Outcome.FAILED
+    except (PermanentImageError, ProviderRejected) as exc:  # the provider refused: retrying cannot help
+        log.warning("photo %s failed for good: %s", photo_id, exc.message)
+        mark_photo_failed(photo_id, exc.code, redis)
         return Outcome.FAILED
     invalidate_my_photos(redis, row.event_id, result.matched_user_ids)
+    invalidate_event_photos(redis, row.event_id)
     progress.publish(redis, row.batch_id, Stage.FACES_INDEXED, photo_id, faces=len(detected))
     progress.publish(redis, row.batch_id, Stage.DONE, photo_id, faces=len(detected))
     publish_batch_done_if_finished(redis, row.batch_id)
@@ -235,8 +249,10 @@ def describe_reference(
     return (None if refusal is not None else face), refusal
 
 
-def mark_selfie_failed(selfie_id: int, image_key: str, code: str, message: str) -> None:
-    """Fail the selfie upload ``image_key`` names: a replaced upload's job failing leaves the new one alone."""
+def mark_selfie_failed(selfie_id: int, image_key: str, code: str, message: str | None = None) -> None:
+    """Fail the selfie upload ``image_key`` names (a replaced upload's job failing leaves the new one
+    alone), with a sentence for people (the code's own unless the decision gave one, as a selfie
+    refusal does); the caller logs the details."""
     with db.transaction() as conn:
         conn.execute(
             update(selfies)
@@ -245,8 +261,19 @@ def mark_selfie_failed(selfie_id: int, image_key: str, code: str, message: str) 
                 selfies.c.image_key == image_key,
                 selfies.c.status == SelfieStatus.PROCESSING.value,
             )
-            .values(status=SelfieStatus.FAILED.value, error_code=code, error_message=message, updated_at=db.utcnow())
+            .values(
+                status=SelfieStatus.FAILED.value,
+                error_code=code,
+                error_message=message or user_message(code),
+                updated_at=db.utcnow(),
+            )
         )
+        row = conn.execute(select(selfies.c.event_id, selfies.c.user_id).where(selfies.c.id == selfie_id)).first()
+    if row is not None:
+        # "my photos" shows the selfie's status: the next read must say it failed.
+        from snapmatch.redis_client import get_redis
+
+        invalidate_my_photos(get_redis(), row.event_id, [row.user_id])
 
 
 def process_selfie(
@@ -276,7 +303,8 @@ def process_selfie(
     try:
         prepared = imaging.prepare(storage.get(image_key), max_pixels=settings.MAX_IMAGE_PIXELS)
     except PermanentImageError as exc:
-        mark_selfie_failed(selfie_id, image_key, exc.code, exc.message)
+        log.warning("selfie %s cannot be decoded: %s", selfie_id, exc.message)
+        mark_selfie_failed(selfie_id, image_key, exc.code)
         return Outcome.FAILED
     try:
         if isinstance(engine, CollectionFaceEngine):
@@ -299,7 +327,12 @@ def process_selfie(
                 invalidate_my_photos(redis, row.event_id, sorted(changed or ()))
                 outcome = Outcome.DONE
     except QuotaExceeded as exc:
-        mark_selfie_failed(selfie_id, image_key, exc.code, exc.message)
+        log.warning("selfie %s waits: %s", selfie_id, exc.message)
+        mark_selfie_failed(selfie_id, image_key, exc.code)
+        outcome = Outcome.FAILED
+    except (PermanentImageError, ProviderRejected) as exc:  # the provider refused: retrying cannot help
+        log.warning("selfie %s failed for good: %s", selfie_id, exc.message)
+        mark_selfie_failed(selfie_id, image_key, exc.code)
         outcome = Outcome.FAILED
     except PhotosInFlight as exc:
         raise RetryLater(2.0, "photos in flight") from exc
@@ -311,7 +344,7 @@ def process_selfie(
                 .values(
                     status=SelfieStatus.NO_FACE.value,
                     error_code="no_face",
-                    error_message="No face was found in the selfie: take one facing the camera, in good light.",
+                    error_message=user_message("no_face"),
                     updated_at=db.utcnow(),
                 )
             )

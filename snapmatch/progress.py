@@ -24,6 +24,8 @@ class Stage(StrEnum):
     STARTED = "photo:started"
     FACES_INDEXED = "faces:indexed"
     ANALYSIS_DONE = "analysis:done"
+    ANALYSIS_WARNING = "analysis:warning"  # e.g. {"warning": "gemini-quota-exceeded", "retryAfter": 3.0}
+    ANALYSIS_FAILED = "analysis:failed"  # the photo stays done; its analysis ended quota_exceeded or failed
     DONE = "photo:done"
     FAILED = "photo:failed"
     BATCH_DONE = "batch:done"

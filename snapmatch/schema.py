@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Registers PostgreSQL's to_tsvector() types before the search index below is built: without it the
+# index compiles only if some other module happened to import the dialect first.
+import sqlalchemy.dialects.postgresql  # noqa: F401
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -21,6 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    func,
+    literal_column,
 )
 
 metadata = MetaData(
@@ -218,9 +225,36 @@ provider_usage = Table(
 
 # ---- new tables by area: each area adds its tables between its own markers (merge-friendly) ----
 # [area: security, issue 13] add below this line
+# One row per signed-in browser session (Flask-Login's cookie names it by a random secret, stored
+# here only as its SHA-256): signing out deletes the row, so a copied cookie dies with it.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: security]
 
 # [area: robustness, issue 13] add below this line
+# Generations started on purpose (a provider asked us to wait, a selfie was replaced), as opposed to
+# re-enqueues after a crash: the sweeper's cap on crashes counts enqueue_count - planned_generations.
+photos.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+selfies.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
+
+# Faces to delete from a provider's collection ("delete my face data", a replaced selfie): written in
+# the transaction that forgets the selfie, so the deletion survives Redis being down; the sweeper
+# enqueues the job that deletes them there and then removes these rows.
+provider_face_deletions = Table(
+    "provider_face_deletions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, nullable=False, index=True),
+    Column("provider_face_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 # [/area: robustness]
 
 
@@ -285,6 +319,88 @@ selfie_references = Table(
 # [/area: matching]
 
 # [area: analysis, issue 18] add below this line
+
+
+class AnalysisStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    # Gemini's quota did not come back within GEMINI_TIMEOUT_SECONDS_TOTAL (or the event's budget is spent).
+    QUOTA_EXCEEDED = "quota_exceeded"
+    FAILED = "failed"
+
+
+class AnalysisMode(StrEnum):
+    IMMEDIATE = "immediate"  # one generateContent call per photo, right after its faces
+    BATCH = "batch"  # collected into Gemini Batch API jobs: half the price, results within hours
+
+
+# PostgreSQL text search configuration for photo search: English stemming ("runners" finds "runner").
+SEARCH_TS_CONFIG = "english"
+
+# Per-event analysis settings live on the event row; appended here so the events table above stays as it is.
+# NULL analysis_mode: the ANALYSIS_MODE setting decides.
+events.append_column(Column("analysis_mode", String(16)))
+# Attendees search the whole event (True) or only the photos they may already see (False, the default).
+events.append_column(Column("search_event_wide", Boolean, nullable=False, server_default=false()))
+
+# One Gemini description per photo (absent when analysis is off). The photo's own status is about faces only.
+photo_analyses = Table(
+    "photo_analyses",
+    metadata,
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("mode", String(16), nullable=False),
+    # Job generation (analysis-<photo>-<n>), bumped by compare-and-set like photos.enqueue_count.
+    Column("enqueue_count", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # Start of the GEMINI_TIMEOUT_SECONDS_TOTAL budget, kept across reschedules.
+    Column("first_started_at", DateTime(timezone=True)),
+    # Batch mode: the Gemini batch job (batches/...) holding this photo's request, and when it was sent.
+    Column("batch_name", String(128)),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("caption", Text),
+    Column("tags", Text),  # JSON list of lower-case words or short phrases
+    Column("numbers", Text),  # JSON list: bib and jersey numbers
+    Column("visible_text", Text),  # JSON list: other text legible in the photo
+    Column("people_count", Integer),
+    Column("blurry", Boolean),
+    Column("eyes_closed", Boolean),
+    Column("overexposed", Boolean),
+    Column("underexposed", Boolean),
+    # Caption, tags and visible text in one column: what word search looks in.
+    Column("search_text", Text),
+    Column("tokens_in", Integer),
+    Column("tokens_out", Integer),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_photo_analyses_event_status", "event_id", "status"),
+    Index("ix_photo_analyses_status_updated", "status", "updated_at"),
+    Index("ix_photo_analyses_batch_name", "batch_name"),
+    # Full-text search on PostgreSQL; snapmatch.analysis.search filters with the same expression so the planner
+    # uses it. Migration 0007 creates it on PostgreSQL only (SQLite has no to_tsvector and searches without).
+    Index(
+        "ix_photo_analyses_search",
+        func.to_tsvector(
+            literal_column(f"'{SEARCH_TS_CONFIG}'::regconfig"),
+            func.coalesce(literal_column("search_text"), literal_column("''::text")),
+        ),
+        postgresql_using="gin",
+    ),
+)
+
+# Bib / jersey numbers seen in a photo, one row each, so "which photos show 1234" is an index lookup.
+photo_numbers = Table(
+    "photo_numbers",
+    metadata,
+    Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", String(16), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_photo_numbers_event_number", "event_id", "number"),
+)
 # [/area: analysis]
 
 # [area: operations, issue 16] add below this line

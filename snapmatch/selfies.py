@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 from sqlalchemy import delete, insert, select, update
 
-from snapmatch import db
+from snapmatch import db, provider_deletions
 from snapmatch.accounts import User
 from snapmatch.corrections import forget_references
 from snapmatch.errors import InvalidUpload, NotFound
@@ -24,7 +24,7 @@ class SelfieUpload:
     selfie_id: int
     image_key: str
     generation: int
-    # The replaced selfie's face in a provider collection, to delete there (None with the local engine).
+    # The replaced selfie's face in a provider collection, recorded for deletion (None with the local engine).
     stale_provider_face_id: str | None = None
 
 
@@ -83,6 +83,8 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
             ).inserted_primary_key[0]
             return SelfieUpload(selfie_id, image_key, 0), None
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
+        if row.provider_face_id:  # the old face leaves the provider's collection too, even if Redis is down
+            provider_deletions.record(conn, event_id, [row.provider_face_id])
         conn.execute(delete(maybe_matches).where(maybe_matches.c.selfie_id == row.id))
         generation = row.enqueue_count + 1
         conn.execute(
@@ -96,6 +98,7 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
                 error_code=None,
                 error_message=None,
                 enqueue_count=generation,
+                planned_generations=generation,  # a new upload starts with no crashes against it
                 updated_at=now,
             )
         )
@@ -110,7 +113,8 @@ def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
 def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
     """Forget the attendee's face: the selfie image, its descriptor and every match.
 
-    Returns the face id to delete from a provider collection, if the engine keeps one."""
+    Returns the face id the provider still holds (its deletion is recorded in the database, see
+    ``provider_deletions``), if the engine keeps one."""
     with db.transaction() as conn:
         lock_event(conn, event_id)  # a photo committing now must not add matches to a selfie being deleted
         row = conn.execute(
@@ -123,6 +127,8 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
         reference_keys = forget_references(conn, row.id, user.id, event_id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
+        if row.provider_face_id:
+            provider_deletions.record(conn, event_id, [row.provider_face_id])
     for key in (row.image_key, *reference_keys):
         storage.delete(key)
     return row.provider_face_id

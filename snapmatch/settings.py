@@ -119,9 +119,50 @@ class Settings:
     # [/area: matching]
 
     # [area: analysis, issue 18] add below this line
+    # Where the google-genai client sends requests (tests point it at a loopback fake); empty = Google's.
+    GEMINI_BASE_URL: str = field(default_factory=lambda: _env_str("GEMINI_BASE_URL", ""))
+    # "immediate" (one generateContent per photo, default) or "batch" (Gemini Batch API, half price, slower);
+    # an event's own analysis_mode overrides it.
+    ANALYSIS_MODE: str = field(default_factory=lambda: _env_str("ANALYSIS_MODE", "immediate"))
+    # Analysis waits longer than this reschedule the analysis job instead of holding a worker.
+    GEMINI_MAX_INLINE_WAIT_SECONDS: float = field(
+        default_factory=lambda: _env_float("GEMINI_MAX_INLINE_WAIT_SECONDS", 2.0)
+    )
+    # Seconds one HTTP request to Gemini may take before it counts as a failure.
+    GEMINI_REQUEST_TIMEOUT_SECONDS: float = field(
+        default_factory=lambda: _env_float("GEMINI_REQUEST_TIMEOUT_SECONDS", 60.0)
+    )
+    # USD per million tokens (list prices of gemini-2.5-flash); Batch API requests cost half.
+    GEMINI_PRICE_PER_MILLION_INPUT_TOKENS: float = field(
+        default_factory=lambda: _env_float("GEMINI_PRICE_PER_MILLION_INPUT_TOKENS", 0.30)
+    )
+    GEMINI_PRICE_PER_MILLION_OUTPUT_TOKENS: float = field(
+        default_factory=lambda: _env_float("GEMINI_PRICE_PER_MILLION_OUTPUT_TOKENS", 2.50)
+    )
+    # Batch mode: submit when this many photos wait, or when the oldest has waited this long.
+    ANALYSIS_BATCH_MAX_REQUESTS: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_MAX_REQUESTS", 100))
+    ANALYSIS_BATCH_MAX_WAIT_SECONDS: float = field(
+        default_factory=lambda: _env_float("ANALYSIS_BATCH_MAX_WAIT_SECONDS", 300.0)
+    )
+    # Inline batch requests are capped at 20 MB by the API; stay under it.
+    ANALYSIS_BATCH_MAX_BYTES: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_MAX_BYTES", 15_000_000))
+    # How often the scheduler submits waiting batch requests and polls submitted batches.
+    ANALYSIS_BATCH_POLL_SECONDS: int = field(default_factory=lambda: _env_int("ANALYSIS_BATCH_POLL_SECONDS", 60))
     # [/area: analysis]
 
     # [area: operations, issue 16] add below this line
+    # /metrics answers without a token to requests from this machine (set 0 behind a local proxy).
+    METRICS_LOOPBACK_OPEN: bool = field(default_factory=lambda: _env_str("METRICS_LOOPBACK_OPEN", "1") != "0")
+    # Scheduled clean-up: temporary files, and finished job records / progress streams, older than this.
+    TEMP_FILE_MAX_AGE_DAYS: float = field(default_factory=lambda: _env_float("TEMP_FILE_MAX_AGE_DAYS", 30.0))
+    JOB_RECORD_MAX_AGE_DAYS: float = field(default_factory=lambda: _env_float("JOB_RECORD_MAX_AGE_DAYS", 90.0))
+    SWEEP_INTERVAL_SECONDS: int = field(default_factory=lambda: _env_int("SWEEP_INTERVAL_SECONDS", 10))
+    # HTTP rate limits (flask-limiter notation). Uploads count files, not requests (see README).
+    UPLOAD_RATE_LIMIT: str = field(default_factory=lambda: _env_str("UPLOAD_RATE_LIMIT", "100/minute"))
+    MY_PHOTOS_RATE_LIMIT: str = field(default_factory=lambda: _env_str("MY_PHOTOS_RATE_LIMIT", "60/minute"))
+    # Worker processes lower their CPU priority by this much, so web requests on a shared machine
+    # are answered first and the backlog takes the rest of the CPU (0 = same priority).
+    WORKER_NICE: int = field(default_factory=lambda: _env_int("WORKER_NICE", 10))
     # [/area: operations]
 
     # [area: pages, issue 15] add below this line

@@ -12,11 +12,15 @@ from datetime import timedelta
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from snapmatch.settings import VAR_DIR, Settings, get_settings
+from snapmatch import settings as settings_module
+from snapmatch.settings import Settings, get_settings
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.path.abspath(str(VAR_DIR)))
+    # Read at call time, not import time: a test (or a CLI) that points SNAPMATCH_VAR_DIR elsewhere
+    # must not share another app's scratch directory.
+    var_dir = os.path.abspath(str(settings_module.VAR_DIR))
+    app = Flask(__name__, instance_path=var_dir)
     settings: Settings = (test_config or {}).get("SNAPMATCH") or get_settings()
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
@@ -30,7 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * 20,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         MAX_FORM_PARTS=2000,
-        UPLOAD_TMP_DIR=os.path.join(os.path.abspath(str(VAR_DIR)), "tmp"),
+        UPLOAD_TMP_DIR=os.path.join(var_dir, "tmp"),
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -51,7 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(module.bp)
 
     # [area: security, issue 13] extensions and blueprints below this line
-    from webapp import auth, bodylimits, csrf, identity, ratelimits, signin
+    from webapp import auth, bodylimits, csrf, identity, ratelimits, security_headers, signin
     from webapp.secret_key import check_secret_key
 
     app.config["SECRET_KEY"] = check_secret_key(app.config.get("SECRET_KEY"))
@@ -63,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     ratelimits.init_app(app)
+    security_headers.init_app(app)
     app.register_blueprint(signin.bp)
     app.register_blueprint(identity.bp)
     # [/area: security]
@@ -77,9 +82,22 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: matching]
 
     # [area: analysis, issue 18] extensions and blueprints below this line
+    from webapp import search
+
+    app.register_blueprint(search.bp)
     # [/area: analysis]
 
     # [area: operations, issue 16] extensions and blueprints below this line
+    from flask_wtf.csrf import generate_csrf
+
+    from snapmatch import metrics as prometheus_files
+    from webapp import metrics, rq_dashboard_mount
+
+    # Pages render the token in their meta tag; CSRFProtect (security) registers the same function.
+    app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+    prometheus_files.remove_dead_process_files()
+    app.register_blueprint(metrics.bp)
+    rq_dashboard_mount.init_app(app, settings.REDIS_URL)
     # [/area: operations]
 
     # [area: pages, issue 15] extensions and blueprints below this line
@@ -87,5 +105,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # [area: watcher, issue 17] extensions and blueprints below this line
     # [/area: watcher]
+
+    # [area: openapi, issue 13] extensions and blueprints below this line
+    from webapp import openapi
+
+    app.register_blueprint(openapi.bp)
+    # [/area: openapi]
 
     return app

@@ -9,14 +9,16 @@ from flask import Blueprint, Response, jsonify, request
 from redis import RedisError
 from sqlalchemy import func, select
 
-from jobs.queues import enqueue_provider_face_deletion, enqueue_selfie
+from jobs.queues import enqueue_provider_deletions, enqueue_selfie
 from snapmatch import cache, corrections, db, events, selfies
+from snapmatch.analysis import records as analysis_records
 from snapmatch.errors import NotFound, SnapmatchError
 from snapmatch.schema import PhotoStatus, Role, faces, photos
 from webapp.auth import current_user, require_user
 from webapp.bodylimits import upload_limit
 from webapp.errors import json_body
 from webapp.params import id_arg, int_arg
+from webapp.request_limits import my_photos_rate_limit
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("attendee", __name__)
@@ -48,9 +50,9 @@ def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     job_id = None
     try:
-        if result.stale_provider_face_id:
-            enqueue_provider_face_deletion(redis(), event_id, [result.stale_provider_face_id])
         job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
+        if result.stale_provider_face_id:
+            enqueue_provider_deletions(redis(), event_id)  # recorded in the database: the sweeper also does it
     except RedisError as exc:
         log.warning("selfie %s not enqueued, the sweeper will retry: %s", result.selfie_id, exc)
     return jsonify({"status": "processing", "selfie_id": result.selfie_id, "job_id": job_id}), 202
@@ -85,7 +87,10 @@ def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     provider_face_id = selfies.delete_selfie(user, event_id, storage=storage())
     cache.invalidate_my_photos(redis(), event_id, [user.id])
     if provider_face_id:
-        enqueue_provider_face_deletion(redis(), event_id, [provider_face_id])
+        try:
+            enqueue_provider_deletions(redis(), event_id)
+        except RedisError as exc:  # the deletion is recorded in the database: the sweeper enqueues it
+            log.warning("provider deletion for event %s not enqueued now, the sweeper will: %s", event_id, exc)
     return Response(status=204)
 
 
@@ -94,21 +99,22 @@ def _event_id_arg() -> int:
 
 
 @bp.get("/api/my-photos")
+@my_photos_rate_limit
 @require_user(Role.ATTENDEE)
 def my_photos():  # type: ignore[no-untyped-def]
     user = current_user()
     event_id = _event_id_arg()
+    # The whole answer is cached: membership is never taken back, and a selfie's status change
+    # invalidates it like a match does. A refused read raises inside and is never cached.
+    return jsonify(
+        cache.cached(redis(), cache.CacheName.MY_PHOTOS, (event_id, user.id), lambda: _my_photos(user, event_id))
+    )
+
+
+def _my_photos(user, event_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
     events.joined_event(user, event_id)
-    status = _selfie_status(user, event_id)
-    cache_key = cache.my_photos_key(event_id, user.id)
-    try:
-        found = cache.get_json(redis(), cache_key)
-    except RedisError:
-        found = None
-    if not isinstance(found, dict):  # nothing cached (or an entry from before "maybe" existed)
-        found = corrections.my_photos(user, event_id)
-        cache.set_json(redis(), cache_key, found)
-    return jsonify({"status": status["status"], "photos": found["photos"], "maybe": found["maybe"]})
+    found = corrections.my_photos(user, event_id)
+    return {"status": _selfie_status(user, event_id)["status"], "photos": found["photos"], "maybe": found["maybe"]}
 
 
 @bp.get("/api/all-photos")
@@ -118,6 +124,17 @@ def all_photos():  # type: ignore[no-untyped-def]
     events.viewable_event(current_user(), event_id)
     page = int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
     per_page = int_arg("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
+    total, rows = cache.cached(
+        redis(),
+        cache.CacheName.ALL_PHOTOS,
+        (event_id,),
+        lambda: _event_photos_page(event_id, page, per_page),
+        (page, per_page),
+    )
+    return jsonify({"event_id": event_id, "page": page, "per_page": per_page, "total": total, "photos": rows})
+
+
+def _event_photos_page(event_id: int, page: int, per_page: int) -> tuple[int, list[dict[str, object]]]:
     done = (photos.c.event_id == event_id) & (photos.c.status == PhotoStatus.DONE.value)
     with db.connection() as conn:
         total = conn.execute(select(func.count()).select_from(photos).where(done)).scalar()
@@ -128,24 +145,16 @@ def all_photos():  # type: ignore[no-untyped-def]
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-    return jsonify(
+    return total, [
         {
-            "event_id": event_id,
-            "page": page,
-            "per_page": per_page,
-            "total": total,
-            "photos": [
-                {
-                    "photo_id": r.id,
-                    "thumbnail_url": f"/api/photos/{r.id}/thumbnail",
-                    "width": r.width,
-                    "height": r.height,
-                    "faces": r.face_count,
-                }
-                for r in rows
-            ],
+            "photo_id": r.id,
+            "thumbnail_url": f"/api/photos/{r.id}/thumbnail",
+            "width": r.width,
+            "height": r.height,
+            "faces": r.face_count,
         }
-    )
+        for r in rows
+    ]
 
 
 def _visible_photo(photo_id: int):  # type: ignore[no-untyped-def]
@@ -183,7 +192,7 @@ def get_photo(photo_id: int):  # type: ignore[no-untyped-def]
                 }
                 for f in face_rows
             ],
-            "analysis": None,
+            "analysis": analysis_records.as_api(analysis_records.get(photo_id)),
             "error": error,
         }
     )

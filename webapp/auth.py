@@ -7,6 +7,7 @@ cookie). Unauthenticated page requests are sent to /login?next=…; API requests
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import TypeVar
 
@@ -34,21 +35,24 @@ class Unauthorized(SnapmatchError):
 
 
 class SessionUser(UserMixin):
-    """Flask-Login's view of a ``User`` (the session stores only the id)."""
+    """Flask-Login's view of a signed-in browser: the user and the secret of its server-side
+    session row. The cookie stores ``"<user id>:<session secret>"``."""
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, session_secret: str) -> None:
         self.user = user
+        self.session_secret = session_secret
 
     def get_id(self) -> str:
-        return str(self.user.id)
+        return f"{self.user.id}:{self.session_secret}"
 
 
 @login_manager.user_loader
-def _load_session_user(user_id: str) -> SessionUser | None:
-    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
+def _load_session_user(session_id: str) -> SessionUser | None:
+    user_id, _, secret = session_id.partition(":")
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18 and 0 < len(secret) <= 100):
         return None
-    user = accounts.get_user(int(user_id))
-    return SessionUser(user) if user else None
+    user = accounts.user_for_session(int(user_id), secret)
+    return SessionUser(user, secret) if user else None
 
 
 def bearer_token() -> str | None:
@@ -75,16 +79,21 @@ def current_user() -> User | None:
     return user
 
 
-def sign_in(user: User) -> None:
-    """Start a fresh session for ``user``: whatever the old session held (a fixed id, a planted
-    value) is gone, and the new cookie carries only the sign-in."""
+def sign_in(user: User, lifetime: timedelta) -> None:
+    """Start a fresh session for ``user``: a new server-side session row, and a cookie that carries
+    only the sign-in (whatever the old session held, a planted value or id, is gone)."""
     session.clear()
     session.permanent = True
-    flask_login.login_user(SessionUser(user))
+    secret = accounts.start_session(user, lifetime)
+    flask_login.login_user(SessionUser(user, secret))
     g.user = user
 
 
 def sign_out() -> None:
+    """End the session here and on the server: the same cookie replayed later is refused."""
+    signed_in = flask_login.current_user
+    if signed_in.is_authenticated:
+        accounts.end_session(signed_in.session_secret)
     flask_login.logout_user()
     session.clear()
     g.pop("user", None)

@@ -34,6 +34,17 @@ def users_create(email: str, role: str, password: str) -> None:
     click.echo(f"created {user.role.value} {user.email} (id {user.id})")
 
 
+@users_cli.command("sign-out")
+@click.argument("email")
+def users_sign_out(email: str) -> None:
+    """End every browser session of a user (their API tokens stay: see `tokens revoke`)."""
+    try:
+        ended = accounts.end_all_sessions(email)
+    except SnapmatchError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"ended {ended} session(s) of {email}")
+
+
 @tokens_cli.command("create")
 @click.argument("email")
 @click.option("--name", default=None, help="A label to tell this token apart (shown by `tokens list`).")

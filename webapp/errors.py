@@ -10,6 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import IntegerConverter
 
 from snapmatch.errors import QueueFull, SnapmatchError
+from webapp.params import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,65 @@ def json_body() -> dict:
         raise SnapmatchError(
             "Send a JSON object with Content-Type: application/json.", code="unsupported_media_type", status=415
         )
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # json's decoder gives up on deep nesting with this, not a ValueError
+        raise SnapmatchError("The JSON body is nested too deeply.", code="invalid_json") from None
     if body is None and not request.get_data(cache=True):
         return {}
     if not isinstance(body, dict):
         raise SnapmatchError("Send a JSON object (Content-Type: application/json).", code="invalid_json")
+    if not _storable_text(body):
+        raise SnapmatchError(
+            "Text in the body may not contain NUL characters or unpaired surrogates.", code="invalid_json"
+        )
     return body
 
 
+def _storable_text(value: object) -> bool:
+    """True when every string in a parsed JSON value is text a database can store: JSON's escapes
+    can spell NUL and lone surrogates, which PostgreSQL refuses (a 500 instead of a 400)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def decimal_range_regex(limit: int) -> str:
+    """A regex matching exactly the ASCII decimals 1..limit written without leading zeros."""
+    digits = str(limit)
+    parts = [rf"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            parts.append(f"{digits[:i]}[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "(?:" + "|".join(parts) + ")"
+
+
 class IdConverter(IntegerConverter):
-    """Database ids in URLs: 1 .. 2**63-1, so an absurd number is a 404, never a database error."""
+    """Database ids in URLs: 1 .. 2**63-1, so an absurd number is a 404, never a database error.
+
+    The bound is in the regex, not only in ``to_python``: werkzeug answers a value its converter
+    rejects late with 405 (naming another rule's methods) instead of 404."""
+
+    regex = decimal_range_regex(MAX_ID)
 
     def __init__(self, map, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(map, min=1, max=2**63 - 1)
+        super().__init__(map, min=1, max=MAX_ID)
 
 
 def _snake(text: str) -> str:
@@ -77,7 +124,12 @@ def init_app(app: Flask) -> None:
         code = _snake(HTTP_STATUS_CODES.get(status, "error"))
         if status == 413:
             code = "request_too_large"
-        return api_error(status, code, exc.description)
+        response = api_error(status, code, exc.description)
+        # The exception's own headers say how to do better (405's Allow, which HTTP requires).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 from redis import RedisError
@@ -11,16 +12,23 @@ from sqlalchemy import func, select
 from jobs.queues import enqueue_photos, photo_job_id, photo_queue_length
 from snapmatch import db, events, progress
 from snapmatch.errors import NotFound, QueueFull, SnapmatchError
-from snapmatch.ingest import ensure_batch, ingest_file
+from snapmatch.ingest import BATCH_ID, ensure_batch, ingest_file
 from snapmatch.progress import Stage
 from snapmatch.schema import PhotoStatus, Role, batches, photos
 from webapp.auth import current_user, require_user
-from webapp.bodylimits import upload_limit
+from webapp.bodylimits import FORM_PARTS, body_limit, upload_limit
 from webapp.errors import json_body
+from webapp.metrics import count_uploads
+from webapp.request_limits import upload_rate_limit
 from webapp.services import redis, settings, storage, upload_tmp_dir
 
 bp = Blueprint("photographer", __name__)
 log = logging.getLogger(__name__)
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# One duplicate check asks about at most this many digests; its body may be that long (JSON's
+# quotes, comma and a space around each one), beyond the 64 KiB of other JSON routes.
+MAX_CHECK_DIGESTS = 10000
+CHECK_BYTES_PER_DIGEST = 72
 # One upload request carries at most 20 × MAX_UPLOAD_MB, in at most this many parts (files + fields).
 MAX_FILES_PER_UPLOAD_BYTES = 20
 MAX_UPLOAD_PARTS = 500
@@ -29,8 +37,10 @@ MAX_UPLOAD_PARTS = 500
 @bp.post("/api/events")
 @require_user(Role.PHOTOGRAPHER)
 def create_event():  # type: ignore[no-untyped-def]
-    body = json_body()
-    event = events.create_event(current_user(), str(body.get("name", "")))
+    name = json_body().get("name", "")
+    if not isinstance(name, str):
+        raise SnapmatchError("Give the event a name of 1 to 200 characters.", code="invalid_name")
+    event = events.create_event(current_user(), name)
     return jsonify({"id": event.id, "name": event.name, "access_code": event.access_code}), 201
 
 
@@ -64,6 +74,7 @@ def _check_queue_capacity() -> None:
 
 
 @bp.post("/api/events/<id:event_id>/photos")
+@upload_rate_limit
 @upload_limit(files=MAX_FILES_PER_UPLOAD_BYTES, max_parts=MAX_UPLOAD_PARTS)
 @require_user(Role.PHOTOGRAPHER)
 def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
@@ -88,6 +99,7 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
         for f in files
     ]
     queued = [r for r in results if r.status == PhotoStatus.QUEUED.value]
+    count_uploads(r.status for r in results)
     progress.publish_many(
         redis(),
         batch_id,
@@ -105,13 +117,20 @@ def upload_photos(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/api/events/<id:event_id>/photos/check")
+@body_limit(lambda s: max(s.JSON_MAX_BYTES, MAX_CHECK_DIGESTS * CHECK_BYTES_PER_DIGEST), FORM_PARTS)
 @require_user(Role.PHOTOGRAPHER)
 def check_photos(event_id: int):  # type: ignore[no-untyped-def]
     events.owned_event(current_user(), event_id)
     body = json_body()
     hashes = body.get("sha256")
-    if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes) or len(hashes) > 10000:
-        raise SnapmatchError('Send {"sha256": [hex digests]} (at most 10000).', code="invalid_body")
+    if (
+        not isinstance(hashes, list)
+        or len(hashes) > MAX_CHECK_DIGESTS
+        or not all(isinstance(h, str) and SHA256_HEX.fullmatch(h) for h in hashes)
+    ):
+        raise SnapmatchError(
+            f'Send {{"sha256": [64-character hex digests]}} (at most {MAX_CHECK_DIGESTS}).', code="invalid_body"
+        )
     wanted = [h.lower() for h in hashes]
     present: set[str] = set()
     with db.connection() as conn:
@@ -138,6 +157,8 @@ def photo_summary(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
 
 def _owned_batch(batch_id: str):  # type: ignore[no-untyped-def]
     user = current_user()
+    if not BATCH_ID.fullmatch(batch_id):  # never a batch id; PostgreSQL refuses some (NUL) with an error
+        raise NotFound("No batch has that id.", code="batch_not_found")
     with db.connection() as conn:
         row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
     if row is None or (row.owner_id != user.id and not user.is_admin):

@@ -9,7 +9,7 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from snapmatch import progress
+from snapmatch import metrics, progress
 from snapmatch.errors import SnapmatchError
 from snapmatch.redis_client import get_blocking_redis
 from snapmatch.schema import Role
@@ -35,6 +35,10 @@ def batch_events(batch_id: str):  # type: ignore[no-untyped-def]
     conn = get_blocking_redis(settings().REDIS_URL)  # blocks up to HEARTBEAT_MS on the server
 
     def generate():  # type: ignore[no-untyped-def]
+        with metrics.PROGRESS_STREAMS_OPEN.track_inprogress():
+            yield from _events()
+
+    def _events():  # type: ignore[no-untyped-def]
         nonlocal last_id
         yield "retry: 2000\n\n"
         deadline = time.monotonic() + MAX_STREAM_SECONDS

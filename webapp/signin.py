@@ -7,6 +7,7 @@ and per email (webapp/ratelimits.py).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request
@@ -19,6 +20,7 @@ from snapmatch.accounts import User
 from snapmatch.schema import Role
 from webapp.auth import current_user, require_user, sign_in, sign_out
 from webapp.ratelimits import sign_in_limits
+from webapp.services import settings
 
 bp = Blueprint("signin", __name__)
 
@@ -81,7 +83,7 @@ def login():  # type: ignore[no-untyped-def]
     user = accounts.authenticate(form.email.data, form.password.data)
     if user is None:
         return _page(form, SIGN_IN_FAILED, 401)
-    sign_in(user)
+    sign_in(user, timedelta(hours=settings().SESSION_LIFETIME_HOURS))
     return redirect(safe_next(form.next.data) or home_path(user), code=303)
 
 

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from redis import Redis
 
 from snapmatch.costs import CostTracker
-from snapmatch.errors import PermanentImageError, QuotaExceeded, RetryLater, SnapmatchError
+from snapmatch.errors import PermanentImageError, ProviderRejected, QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.faces import DetectedFace
 from snapmatch.forksafe import PerProcess
 from snapmatch.limiter import DenyReason, Lease, Outcome, ProviderLimiter, RateLimitExceeded, limits_for
@@ -46,6 +46,8 @@ THROTTLING_CODES = frozenset(
 # The provider (or the network) failed: worth a few quick retries, and the circuit breaker should hear of it.
 TRANSIENT_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"})
 TRANSIENT_RETRIES = 2
+# The image itself is refused: no retry and no other call will take it.
+PERMANENT_IMAGE_CODES = frozenset({"ImageTooLargeException", "InvalidImageFormatException", "InvalidS3ObjectException"})
 # Exponential backoff for a throttle that came without a retry delay: base * 2**n seconds, capped like botocore.
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 20.0
@@ -594,10 +596,15 @@ class RekognitionFaceEngine:
         time.sleep(seconds)
 
     def _provider_error(self, operation: str, exc: ClientError) -> SnapmatchError:
+        """The typed error for a ClientError the call loop did not retry: an image the provider refuses
+        and any other 4xx are permanent (the job fails at once); outages are ``ProviderError`` (RQ retries)."""
         code, message = _code(exc), exc.response.get("Error", {}).get("Message", "")
-        if code in ("ImageTooLargeException", "InvalidImageFormatException"):
-            return PermanentImageError(f"Rekognition rejected the image: {message or code}", code="provider_image")
-        return ProviderError(f"{PROVIDER} {operation}: {code or _status(exc)}: {message}")
+        detail = f"{PROVIDER} {operation}: {code or _status(exc)}: {message}"
+        if code in PERMANENT_IMAGE_CODES:
+            return PermanentImageError(detail, code="provider_image")
+        if code not in TRANSIENT_CODES and 400 <= _status(exc) < 500:
+            return ProviderRejected(detail)
+        return ProviderError(detail)
 
     def limiter_state(self) -> dict[str, Any]:
         return self.limiter.state()

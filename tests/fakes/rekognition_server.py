@@ -72,7 +72,9 @@ class Faults:
     throttle_status: int = 400  # what AWS sends for these; 429 to test status-only detection
     retry_after: float | None = None  # seconds: Retry-After (whole seconds) and x-amz-retry-after (ms)
     latency: float = 0.0  # seconds added to every call
-    ops: tuple[str, ...] = ()  # throttle only these operations (empty: all)
+    ops: tuple[str, ...] = ()  # throttle (or fail) only these operations (empty: all)
+    error_code: str | None = None  # answer every call (of ``ops``) with this error, e.g. "InvalidParameterException"
+    error_status: int = 400
 
 
 @dataclass
@@ -528,6 +530,10 @@ class RekognitionFake:
             faults = self.faults
             if faults.latency > 0:
                 time.sleep(faults.latency)
+            if faults.error_code and (not faults.ops or op in faults.ops):
+                with stats.lock:
+                    stats.errors[faults.error_code] += 1
+                return faults.error_status, {"__type": faults.error_code, "message": "injected by the fake"}, {}
             code = self._throttle_code(op)
             if code is not None:
                 with stats.lock:

@@ -119,7 +119,7 @@ def test_uploads_are_stored_intact_and_leave_no_temp_files(client, photographer,
     # The body is parsed (parts spooled), then the request fails on its batch id.
     another = [("big2.jpg", jpeg(2400, 1800, quality=100, seed=13))]
     resp = upload(client, photographer, event_id, another, batch_id="x" * 99)
-    assert resp.status_code == 400
+    assert resp.status_code == 400, resp.json
     assert os.listdir(tmp_dir) == []
 
 

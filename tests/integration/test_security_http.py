@@ -20,6 +20,13 @@ from tests.conftest import ROOT, free_port
 PASSWORD = "correct horse battery"
 
 
+@pytest.fixture
+def database_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    # What is measured here is the web process, not the dialect (the same checks run on both
+    # databases through the app in test_signin.py and test_bounded_requests.py): keep it short.
+    return f"sqlite:///{tmp_path}/snapmatch.db"
+
+
 def _gunicorn(processes, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     processes.env = env
     return processes.start(
@@ -35,7 +42,7 @@ def _gunicorn(processes, env: dict[str, str]) -> subprocess.Popen:  # type: igno
     )
 
 
-@pytest.mark.parametrize("key", [None, "change-me", "dev-only-change-me", "too-short-0123456789"])
+@pytest.mark.parametrize("key", [None, "dev-only-change-me"])
 def test_the_web_process_refuses_to_start_without_a_strong_secret_key(processes, env, tmp_path, key) -> None:  # type: ignore[no-untyped-def]
     bad_env = {k: v for k, v in env.items() if k != "SECRET_KEY"}
     if key is not None:
@@ -94,11 +101,32 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _rss_bytes(pid: int) -> int:
+def _peak_rss_bytes(pid: int) -> int:
+    """Peak resident set (VmHWM): a body read whole and freed again still counts."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _read_response(sock: socket.socket, timeout: float = 60) -> bytes:
+    """One whole HTTP response (headers and a Content-Length body), however the server's writes
+    arrive in segments; a loaded machine splits them."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while match and len(body) < int(match.group(1)):
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
 
 
 def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, int]:
@@ -111,7 +139,7 @@ def _post_huge_body(url: str, path: str, token: str, size: int) -> tuple[bytes, 
         f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
     )
     sock.sendall(head.encode())
-    answer = sock.recv(4096)  # before a single body byte was sent
+    answer = _read_response(sock)  # before a single body byte was sent
     sent = 0
     chunk = b"x" * (1 << 20)
     try:
@@ -135,14 +163,14 @@ def test_a_100_mb_body_to_join_is_refused_before_it_is_read(processes, make_user
     for _ in range(4):  # every worker has served the route once
         requests.post(url + f"/api/events/{event['id']}/join", json={"access_code": event["access_code"]}, headers=auth)
     workers = _children(master)
-    before = {pid: _rss_bytes(pid) for pid in workers}
+    before = {pid: _peak_rss_bytes(pid) for pid in workers}
 
     answer, _sent = _post_huge_body(url, f"/api/events/{event['id']}/join", attendee, 100 << 20)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"request_too_large" in answer
     time.sleep(0.5)
-    growth = max(_rss_bytes(pid) - before[pid] for pid in workers)
-    assert growth < 50 << 20, f"a web worker grew by {growth / 2**20:.1f} MB"
+    growth = max(_peak_rss_bytes(pid) - before[pid] for pid in workers)
+    assert growth < 50 << 20, f"a web worker's peak RSS grew by {growth / 2**20:.1f} MB"
     # The server still answers.
     again = requests.post(
         url + f"/api/events/{event['id']}/join", json={"access_code": event["access_code"]}, headers=auth

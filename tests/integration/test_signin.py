@@ -42,6 +42,10 @@ def test_login_page_has_the_form_the_page_contract_names(client) -> None:  # typ
     assert 'name="email"' in html and 'name="password"' in html
     assert re.search(r'<input type="hidden" name="csrf_token" value="[^"]+"', html)
     assert re.search(r'<meta name="csrf-token" content="[^"]+"', html)
+    # Other sites cannot frame the sign-in form (clickjacking) or make the browser sniff types.
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_sign_in_sets_a_rotated_httponly_lax_cookie_and_goes_home(client, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +114,11 @@ def test_wrong_password_and_unknown_email_get_the_same_page_and_the_same_work(cl
     assert wrong.status_code == unknown.status_code == 401
     page = wrong.get_data(as_text=True)
     assert "do not match an account" in page
-    assert page.replace(email, "") == unknown.get_data(as_text=True).replace("nobody-here@example.com", "")
+
+    def without_tokens(html: str, typed_email: str) -> str:  # CSRF tokens carry a timestamp
+        return re.sub(r'(content|value)="[A-Za-z0-9._-]{40,}"', "", html.replace(typed_email, ""))
+
+    assert without_tokens(page, email) == without_tokens(unknown.get_data(as_text=True), "nobody-here@example.com")
     assert client.get("/api/me").status_code == 401
 
 
@@ -132,8 +140,17 @@ def test_pages_redirect_to_login_and_api_answers_401(client) -> None:  # type: i
     assert resp.status_code == 401 and resp.json["error"]["code"] == "unauthorized"
 
 
-def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user) -> None:  # type: ignore[no-untyped-def]
-    """The hole of issue 13 item 1: a session forged with the published key acted as the admin."""
+def test_a_cookie_signed_with_the_old_default_key_is_refused(client, app, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The hole of issue 13 item 1: a session forged with the published key acted as the admin.
+    An install without SECRET_KEY no longer serves at all, and the running app refuses the cookie."""
+    from snapmatch import settings
+    from webapp import create_app
+    from webapp.secret_key import InsecureSecretKey
+
+    monkeypatch.delenv("SECRET_KEY")
+    settings.get_settings.cache_clear()
+    with pytest.raises(InsecureSecretKey):
+        create_app()
     make_user("admin")
     forged = SecureCookieSessionInterface().get_signing_serializer(
         type("OldApp", (), {"secret_key": "dev-only-change-me", "config": {"SECRET_KEY_FALLBACKS": None}})()
@@ -166,21 +183,22 @@ def test_a_cookie_session_cannot_post_without_the_csrf_token_and_can_with_it(cli
 
 
 def test_blueprints_mounted_later_are_covered_by_the_same_check(app, client, make_user) -> None:  # type: ignore[no-untyped-def]
-    """rq-dashboard is mounted at /admin/rq by the operations area: the app-wide check covers it."""
+    """Like rq-dashboard at /admin/rq (operations area): a blueprint mounted after create_app is
+    covered by the app-wide check without doing anything."""
     from flask import Blueprint
 
     late = Blueprint("late_dashboard", __name__)
 
-    @late.post("/admin/rq/requeue-all")
+    @late.post("/admin/late-board/requeue-all")
     def requeue_all():  # type: ignore[no-untyped-def]
         return {"requeued": 1}
 
     app.register_blueprint(late)
     email, _ = make_user("admin")
     sign_in(client, email)
-    assert client.post("/admin/rq/requeue-all").status_code == 400
+    assert client.post("/admin/late-board/requeue-all").status_code == 400
     token = csrf_from(client.get("/login", headers={"Accept": "text/html"}).get_data(as_text=True))
-    assert client.post("/admin/rq/requeue-all", headers={"X-CSRFToken": token}).status_code == 200
+    assert client.post("/admin/late-board/requeue-all", headers={"X-CSRFToken": token}).status_code == 200
 
 
 def test_login_itself_needs_the_csrf_token(client, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -291,3 +309,25 @@ def test_the_web_app_refuses_to_start_with_a_weak_secret_key(env, monkeypatch, k
     with pytest.raises(InsecureSecretKey, match="SECRET_KEY") as raised:
         create_app()
     assert "secrets.token_urlsafe(48)" in str(raised.value)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, _ = make_user("photographer")
+    sign_in(client, email)
+    copied = session_cookie(client).value
+    token = csrf_from(client.get("/me", headers={"Accept": "text/html"}).get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    client.set_cookie("snapmatch_session", copied)
+    assert client.get("/api/me").status_code == 401
+
+
+def test_users_sign_out_ends_every_browser_session(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    email, token = make_user("photographer")
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop, email)
+    sign_in(phone, email)
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 200
+    result = app.test_cli_runner().invoke(args=["users", "sign-out", email])
+    assert result.exit_code == 0 and "ended 2 session(s)" in result.output
+    assert laptop.get("/api/me").status_code == phone.get("/api/me").status_code == 401
+    assert laptop.get("/api/me", headers=auth(token)).status_code == 200  # tokens are separate

@@ -1,0 +1,95 @@
+"""Pure decisions about Gemini's answers: which errors mean "slow down", how long Google asked us to wait,
+and what a token count costs. No I/O here, so each rule is tested on plain values."""
+
+from __future__ import annotations
+
+import random
+import re
+from enum import StrEnum
+from typing import Any
+
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+# google.protobuf.Duration in JSON: decimal seconds with an "s" suffix ("3s", "1.5s", "0.250s").
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+# Backoff for a 429 that came without RetryInfo: base * 2**n seconds, equal jitter, capped.
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+
+
+class ErrorKind(StrEnum):
+    THROTTLED = "throttled"  # 429 RESOURCE_EXHAUSTED: wait (shared cooldown), not the provider's fault
+    TRANSIENT = "transient"  # 5xx, timeouts: retry a little, and the breaker hears of it
+    REJECTED = "rejected"  # 4xx: this request will never work (bad image, bad key, unknown model)
+
+
+def classify_error(code: int | None, status: str | None) -> ErrorKind:
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return ErrorKind.THROTTLED
+    if code is None or code >= 500 or code == 408 or status in ("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.REJECTED
+
+
+def parse_duration(text: Any) -> float | None:
+    """Seconds of a protobuf Duration string ("3s" -> 3.0); None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    match = _DURATION.match(text)
+    return float(match.group(1)) if match else None
+
+
+def retry_delay_seconds(details: Any) -> float | None:
+    """``google.rpc.RetryInfo.retryDelay`` from an error body (the SDK's ``APIError.details``), or None.
+
+    The SDK keeps the whole JSON body in ``details``: ``{"error": {"details": [{"@type": ..., "retryDelay": "3s"}]}}``;
+    a bare ``{"details": [...]}`` or the list itself are accepted too.
+    """
+    if isinstance(details, dict):
+        inner = details.get("error", details)
+        items = inner.get("details") if isinstance(inner, dict) else None
+    else:
+        items = details
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, dict) and item.get("@type") == RETRY_INFO_TYPE:
+            seconds = parse_duration(item.get("retryDelay"))
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """Equal-jitter exponential backoff for a throttle without a retry delay (never zero: it becomes a cooldown)."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+class WaitDecision(StrEnum):
+    INLINE = "inline"  # short enough to wait in the worker
+    RESCHEDULE = "reschedule"  # free the worker, run again later as a new job
+    GIVE_UP = "give_up"  # the photo's time budget would be spent: quota_exceeded
+
+
+def decide_wait(now: float, delay: float, deadline: float, max_inline_seconds: float) -> WaitDecision:
+    """What to do about a wait of ``delay`` seconds for a photo whose budget ends at ``deadline`` (unix s)."""
+    if now + delay >= deadline:
+        return WaitDecision.GIVE_UP
+    if delay > max_inline_seconds:
+        return WaitDecision.RESCHEDULE
+    return WaitDecision.INLINE
+
+
+def token_operations(batch: bool) -> tuple[str, str]:
+    """The cost ledger's operation names for input and output tokens (batch requests are priced apart)."""
+    return ("batch_input_tokens", "batch_output_tokens") if batch else ("input_tokens", "output_tokens")
+
+
+def token_prices(per_million_input: float, per_million_output: float) -> dict[str, float]:
+    """USD per token by ledger operation; the Batch API bills half the interactive price."""
+    return {
+        "input_tokens": per_million_input / 1e6,
+        "output_tokens": per_million_output / 1e6,
+        "batch_input_tokens": per_million_input / 2e6,
+        "batch_output_tokens": per_million_output / 2e6,
+    }
