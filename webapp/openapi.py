@@ -409,10 +409,58 @@ def identity_paths() -> Paths:
 
 
 PATH_GROUPS.append(identity_paths)
+
+
 # [/area: security]
 # [area: robustness, issue 13] path groups below this line
 # [/area: robustness]
 # [area: matching, issue 14] path groups below this line
+def matching_paths() -> Paths:
+    return {
+        "/api/photos/{photo_id}/not-me": {
+            "post": operation(
+                "Not me: hide this photo from me at once and for good (and learn from it)",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
+            )
+        },
+        "/api/photos/{photo_id}/is-me": {
+            "post": operation(
+                "Is me: confirm a photo offered under maybe",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
+            )
+        },
+        "/api/events/{event_id}/selfies": {
+            "post": operation(
+                "Add another reference photo of me (at most 3 with the selfie)",
+                (
+                    202,
+                    obj(
+                        ["status", "reference_id", "job_id"],
+                        status={"const": "processing"},
+                        reference_id=INT_ID,
+                        job_id=nullable(STRING),
+                    ),
+                ),
+                404,
+                409,
+                415,
+                422,
+                roles="joined attendee with a selfie",
+                params=[EVENT_ID],
+                body=multipart_body(obj(["file"], file=FILE)),
+                description="409 selfie_required before the selfie; 409 too_many_reference_photos past the limit.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(matching_paths)
 # [/area: matching]
 # [area: analysis, issue 18] path groups below this line
 # [/area: analysis]
