@@ -152,11 +152,4 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
     return row.provider_face_id
 
 
-def my_photos(user: User, event_id: int) -> list[dict[str, object]]:
-    """Photos shown as the attendee's (``corrections.my_photos`` has them with the "maybe" offers)."""
-    from snapmatch.corrections import my_photos as photos_and_maybe
-
-    return photos_and_maybe(user, event_id)["photos"]
-
-
-__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "my_photos", "put_selfie"]
+__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "put_selfie"]

@@ -412,28 +412,35 @@ def identity_paths() -> Paths:
 
 
 PATH_GROUPS.append(identity_paths)
+
+
 # [/area: security]
 # [area: robustness, issue 13] path groups below this line
 # [/area: robustness]
 # [area: matching, issue 14] path groups below this line
-
-
 def matching_paths() -> Paths:
-    who = "an attendee who may see the photo"
     return {
         "/api/photos/{photo_id}/not-me": {
             "post": operation(
-                "Hide a wrong match of me (and learn from it)", (204, None), 404, roles=who, params=[PHOTO_ID]
+                "Not me: hide this photo from me at once and for good (and learn from it)",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
             )
         },
         "/api/photos/{photo_id}/is-me": {
             "post": operation(
-                "Confirm a borderline (maybe) match of me", (204, None), 404, roles=who, params=[PHOTO_ID]
+                "Is me: confirm a photo offered under maybe",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
             )
         },
         "/api/events/{event_id}/selfies": {
             "post": operation(
-                "Add another reference photo of me (at most 3 in all)",
+                "Add another reference photo of me (at most 3 with the selfie)",
                 (
                     202,
                     obj(
@@ -450,7 +457,7 @@ def matching_paths() -> Paths:
                 roles="joined attendee with a selfie",
                 params=[EVENT_ID],
                 body=multipart_body(obj(["file"], file=FILE)),
-                description="409 selfie_required before the first selfie, too_many_reference_photos past 3.",
+                description="409 selfie_required before the selfie; 409 too_many_reference_photos past the limit.",
             )
         },
     }
