@@ -87,8 +87,8 @@ def main() -> int:
         log = open(tmp / "web.log", "wb")  # noqa: SIM115 - the server's log, open while it runs
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
-                 "--worker-class", "gthread", "--access-logfile", str(tmp / "access.log"),
+                [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
+                 "--bind", f"127.0.0.1:{port}", "--access-logfile", str(tmp / "access.log"),
                  "--access-logformat", "%(m)s %(U)s %(s)s %(D)s", "webapp:create_app()"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )

@@ -687,6 +687,50 @@ def operations_paths() -> Paths:
 PATH_GROUPS.append(operations_paths)
 # [/area: operations]
 # [area: pages, issue 15] path groups below this line
+
+
+def pages_paths() -> Paths:
+    """The attendee's live stream and the zip of originals (the pages use them; so may scripts)."""
+    return {
+        "/api/events/{event_id}/events": {
+            "get": operation(
+                "Live news for a joined attendee (Server-Sent Events)",
+                (200, {"type": "string"}, "text/event-stream"),
+                400,
+                404,
+                roles="joined attendee",
+                params=[
+                    EVENT_ID,
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": STRING,
+                        "description": "Resume after this event id.",
+                    },
+                    query("last_event_id", STRING, "Resume after this event id (for clients without headers)."),
+                ],
+                description=(
+                    "Events: `my-photos` (with an id) when my matches change: read `GET /api/my-photos` again; "
+                    '`indexing` `{"checked", "total"}` while the event\'s photos are being looked at. '
+                    "Heartbeat comments every 15 s; the stream ends after 30 minutes (reconnect with Last-Event-ID)."
+                ),
+            )
+        },
+        "/api/events/{event_id}/download.zip": {
+            "get": operation(
+                "Originals as one zip, streamed",
+                (200, {"type": "string", "contentMediaType": "application/zip"}, "application/zip"),
+                404,
+                roles="owner (every processed photo), joined attendee (my photos), admin",
+                params=[EVENT_ID],
+                description="404 no_photos when there is nothing to download yet.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(pages_paths)
 # [/area: pages]
 # [area: watcher, issue 17] path groups below this line
 # [/area: watcher]

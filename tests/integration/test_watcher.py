@@ -34,8 +34,8 @@ def database_url(postgres_url: str) -> str:
 
 def start_web(processes: Processes, port: int) -> subprocess.Popen:
     proc = processes.start(
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-        "--worker-class", "gthread", "webapp:create_app()", name="web",
+        sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+        "webapp:create_app()", name="web",
     )  # fmt: skip
     deadline = time.time() + 30
     while time.time() < deadline:
