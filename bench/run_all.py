@@ -1,7 +1,7 @@
 """Run every benchmark in turn and print its output (``make bench``).
 
 Faces (ours vs the face_recognition CLI), RQ overhead per job, upload acknowledgement time, and the
-provider limiter. Each script also runs alone: ``python bench/<name>.py``.
+provider limiter, live progress streams. Each script also runs alone: ``python bench/<name>.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ SCRIPTS = [
     "watcher_bench.py",
     "limiter_bench.py",
     "admin_bench.py",
+    "streams_bench.py",
+    "gallery_bench.py",
 ]
 
 

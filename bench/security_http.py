@@ -1,7 +1,7 @@
 """Security figures over HTTP (issue 13): oversized bodies refused before they are read, sign-in
 timing for a wrong password vs an unknown email, CSRF and the sign-in rate limit.
 
-Starts the Procfile's web process (gunicorn, 2 workers x 8 threads, gthread) on a free port with a
+Starts the Procfile's web process (gunicorn.conf.py: 2 gevent workers) on a free port with a
 temporary SQLite database, file storage and Redis at REDIS_URL (default redis://127.0.0.1:6379/12;
 only that DB is flushed, before and after), and a generated SECRET_KEY.
 
@@ -144,8 +144,8 @@ def main() -> int:
         port = free_port()
         log = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115 (the server's log, open while it runs)
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8"]
-            + ["--worker-class", "gthread", "webapp:create_app()"],
+            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
+            + ["--bind", f"127.0.0.1:{port}", "webapp:create_app()"],
             cwd=ROOT,
             env=env,
             stdout=log,

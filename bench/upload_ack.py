@@ -1,6 +1,6 @@
 """Upload acknowledgement time: 100 distinct ~3 MB JPEGs from one client over loopback.
 
-Starts the Procfile's web process (gunicorn, 2 workers x 8 threads, gthread) on a free port with
+Starts the Procfile's web process (gunicorn.conf.py: 2 gevent workers) on a free port with
 a temporary SQLite database (migrated), file storage, var dir and Redis at REDIS_URL (default
 redis://127.0.0.1:6379/12; only that DB is flushed, before and after). A photographer and an API
 token are made with the domain functions the Flask CLI uses; the event is created over HTTP
@@ -98,14 +98,10 @@ def main() -> int:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "--config",
+                str(ROOT / "gunicorn.conf.py"),
                 "--bind",
                 f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "8",
-                "--worker-class",
-                "gthread",
                 "webapp:create_app()",
             ],
             cwd=ROOT,
@@ -131,7 +127,8 @@ def main() -> int:
         mb = sum(len(d) for d in files) / 1e6
         print(
             f"{len(files)} distinct JPEGs of {WIDTH}x{HEIGHT} ({mb / len(files):.2f} MB each, {mb:.0f} MB in all), "
-            f"one POST per file, sequential, one requests.Session, gunicorn 2 workers x 8 threads on loopback; "
+            f"one POST per file, sequential, one requests.Session, "
+            f"gunicorn as in gunicorn.conf.py (2 gevent workers) on loopback; "
             f"{args.passes} passes, each into a new event; load average before: "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )

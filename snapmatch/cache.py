@@ -18,6 +18,7 @@ from typing import TypeVar
 from redis import Redis, RedisError
 from redis.commands.core import Script
 
+from snapmatch import progress
 from snapmatch.redis_client import key
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ def invalidate(redis: Redis, name: CacheName, scopes: list[tuple[object, ...]]) 
 def invalidate_my_photos(redis: Redis, event_id: int, user_ids: list[int]) -> None:
     """An attendee's matches changed (match, selfie, not-me, deletion)."""
     invalidate(redis, CacheName.MY_PHOTOS, [(event_id, u) for u in user_ids])
+    # Every change of an attendee's matches passes here, so this is the one place that tells their
+    # open pages (the event's progress stream; webapp/progress.py forwards it to each attendee).
+    if user_ids:
+        progress.publish_event(redis, event_id, progress.Stage.MATCHES_CHANGED, userIds=sorted(set(user_ids)))
 
 
 def invalidate_event_photos(redis: Redis, event_id: int) -> None:

@@ -95,10 +95,15 @@ def joined_event(user: User, event_id: int) -> Event:
     return event
 
 
-def join_event(user: User, event_id: int, access_code: str) -> Event:
-    event = get_event(event_id)
+def check_access_code(event: Event, access_code: str) -> None:
+    """Raise unless ``access_code`` is the event's (case and surrounding spaces do not matter)."""
     if not secrets.compare_digest((access_code or "").strip().upper().encode(), event.access_code.encode()):
         raise Forbidden("That access code is not this event's.", code="wrong_access_code")
+
+
+def join_event(user: User, event_id: int, access_code: str) -> Event:
+    event = get_event(event_id)
+    check_access_code(event, access_code)
     try:
         with db.transaction() as conn:
             conn.execute(insert(event_members).values(event_id=event_id, user_id=user.id, joined_at=db.utcnow()))
@@ -134,3 +139,31 @@ def can_view_photo(user: User, photo_row) -> bool:  # type: ignore[no-untyped-de
             is not None
             for table in (matches, maybe_matches)
         )
+
+
+def owned_events(owner: User) -> list[dict[str, object]]:
+    """The photographer's events, newest first, each with its photo count (the /events page)."""
+    with db.connection() as conn:
+        counts = dict(
+            conn.execute(
+                select(photos.c.event_id, func.count())
+                .join(events, events.c.id == photos.c.event_id)
+                .where(events.c.owner_id == owner.id)
+                .group_by(photos.c.event_id)
+            ).all()
+        )
+        rows = conn.execute(
+            select(events.c.id, events.c.name, events.c.access_code, events.c.created_at)
+            .where(events.c.owner_id == owner.id)
+            .order_by(events.c.id.desc())
+        ).all()
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "access_code": r.access_code,
+            "created_at": r.created_at,
+            "photos": counts.get(r.id, 0),
+        }
+        for r in rows
+    ]

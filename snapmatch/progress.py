@@ -1,4 +1,5 @@
-"""Progress events per batch, in Redis Streams: jobs append, the SSE endpoint reads with Last-Event-ID.
+"""Progress events in Redis Streams: per batch (for the photographer) and per event (for attendees);
+jobs append, the SSE endpoints read with Last-Event-ID.
 
 Progress is a convenience; the database stays the source of truth, so a lost event loses no work.
 """
@@ -30,10 +31,28 @@ class Stage(StrEnum):
     FAILED = "photo:failed"
     BATCH_DONE = "batch:done"
     PIPELINE_ERROR = "pipeline:error"
+    # Per event: these attendees' "my photos" changed (new matches, selfie ready, selfie removed).
+    MATCHES_CHANGED = "matches:changed"
 
 
 def stream_key(batch_id: str) -> str:
     return key("progress", "batch", batch_id)
+
+
+def event_stream_key(event_id: int) -> str:
+    return key("progress", "event", event_id)
+
+
+def publish_event(redis: Redis, event_id: int, stage: Stage, **extra: object) -> None:
+    """Append one event to the event's stream (attendee pages listen there); never raises."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        payload = {"stage": stage.value, "eventId": event_id, **extra}
+        pipe.xadd(event_stream_key(event_id), {"data": json.dumps(payload)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.expire(event_stream_key(event_id), STREAM_TTL_SECONDS)
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("progress event %s for event %s not published: %s", stage, event_id, exc)
 
 
 def publish(redis: Redis, batch_id: str | None, stage: Stage, photo_id: int | None = None, **extra: object) -> None:
@@ -58,7 +77,14 @@ def publish_many(redis: Redis, batch_id: str | None, events: list[tuple[Stage, i
 def read(
     redis: Redis, batch_id: str, last_id: str = "0", block_ms: int = 0, count: int = 500
 ) -> list[tuple[str, dict]]:
-    """Events after ``last_id`` (blocking up to ``block_ms`` when there are none).
+    """The batch's events after ``last_id`` (blocking up to ``block_ms`` when there are none)."""
+    return read_stream(redis, stream_key(batch_id), last_id, block_ms, count)
+
+
+def read_stream(
+    redis: Redis, stream: str, last_id: str = "0", block_ms: int = 0, count: int = 500
+) -> list[tuple[str, dict]]:
+    """Entries of ``stream`` after ``last_id``, oldest first (blocking up to ``block_ms`` when there are none).
 
     The block is capped below the client's socket timeout, so a quiet wait returns ``[]`` instead
     of dying as a socket timeout; pass ``redis_client.get_blocking_redis()`` to wait the full block.
@@ -66,11 +92,11 @@ def read(
     if block_ms:
         cap = max_block_ms(redis)
         block_ms = block_ms if cap is None else min(block_ms, cap)
-    result = redis.xread({stream_key(batch_id): last_id}, count=count, block=block_ms or None)
-    out = []
-    for _stream, entries in result or []:
-        for entry_id, fields in entries:
-            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            raw = fields.get(b"data") or fields.get("data")
-            out.append((entry_id, json.loads(raw)))
-    return out
+    result = redis.xread({stream: last_id}, count=count, block=block_ms or None)
+    return [decode_entry(entry_id, fields) for _stream, entries in result or [] for entry_id, fields in entries]
+
+
+def decode_entry(entry_id: bytes | str, fields: dict) -> tuple[str, dict]:
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    raw = fields.get(b"data") or fields.get("data")
+    return entry_id, json.loads(raw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from snapmatch.settings import get_settings
 
@@ -14,6 +14,9 @@ SOCKET_TIMEOUT_SECONDS = 10
 # socket timeout must be longer than any block, or every quiet wait ends as a socket timeout.
 BLOCKING_SOCKET_TIMEOUT_SECONDS = 60
 
+POOL_MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 5
+
 _clients: dict[tuple[int, str, float], Redis] = {}
 
 
@@ -22,7 +25,17 @@ def _client(url: str | None, socket_timeout: float) -> Redis:
     key = (os.getpid(), url, socket_timeout)
     client = _clients.get(key)
     if client is None:
-        client = Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=5, health_check_interval=30)
+        # A burst of concurrent requests (gevent web workers) waits for a free connection instead of
+        # failing with "Too many connections" once the pool's 100 are all in use.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        client = Redis(connection_pool=pool)
         _clients[key] = client
     return client
 

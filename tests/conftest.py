@@ -164,14 +164,10 @@ class Processes:
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),  # gevent workers, as in the Procfile
             "--bind",
             f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
             "webapp:create_app()",
             name="web",
         )

@@ -101,6 +101,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     # [/area: operations]
 
     # [area: pages, issue 15] extensions and blueprints below this line
+    from webapp import downloads, pages
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(downloads.bp)
     # [/area: pages]
 
     # [area: watcher, issue 17] extensions and blueprints below this line

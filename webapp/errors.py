@@ -112,11 +112,22 @@ def _snake(text: str) -> str:
     return "_".join(text.lower().replace("-", " ").split())
 
 
+def error_answer(status: int, code: str, message: str, retry_after: int | None = None):  # type: ignore[no-untyped-def]
+    """The JSON error for API clients; for a browser asking for a page, the same sentence as a page."""
+    if wants_html():
+        from flask import render_template
+
+        title = {404: "Not found", 403: "Not allowed", 401: "Please sign in"}.get(status, "Something is wrong")
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return render_template("error.html", title=title, message=message), status, headers
+    return api_error(status, code, message, retry_after=retry_after)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(SnapmatchError)
     def _domain_error(exc: SnapmatchError):  # type: ignore[no-untyped-def]
         retry_after = exc.retry_after if isinstance(exc, QueueFull) else None
-        return api_error(exc.status, exc.code, exc.message, retry_after=retry_after)
+        return error_answer(exc.status, exc.code, exc.message, retry_after=retry_after)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
@@ -124,6 +135,8 @@ def init_app(app: Flask) -> None:
         code = _snake(HTTP_STATUS_CODES.get(status, "error"))
         if status == 413:
             code = "request_too_large"
+        if wants_html():
+            return error_answer(status, code, exc.description or HTTP_STATUS_CODES.get(status, "Error"))
         response = api_error(status, code, exc.description)
         # The exception's own headers say how to do better (405's Allow, which HTTP requires).
         for name, value in exc.get_headers():
@@ -134,4 +147,4 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unhandled error")
-        return api_error(500, "internal_error", "Something went wrong on our side; it has been logged.")
+        return error_answer(500, "internal_error", "Something went wrong on our side; it has been logged.")
