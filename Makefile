@@ -31,9 +31,11 @@ run: $(STAMP) $(SECRET_KEY_FILE)
 	@SECRET_KEY=$${SECRET_KEY:-$$(cat $(SECRET_KEY_FILE))}; export SECRET_KEY; \
 	REDIS_URL=$$(PYTHON=$(BIN)/python scripts/ensure_redis.sh) || exit 1; export REDIS_URL; \
 	$(BIN)/flask --app webapp db upgrade && \
+	$(BIN)/flask --app webapp users bootstrap && \
 	echo "" && \
 	echo "Snapmatch is starting on http://127.0.0.1:$${PORT:-8000} with $(WORKERS) worker(s) (REDIS_URL=$$REDIS_URL)" && \
-	echo "Create users and tokens in another terminal:" && \
+	echo "Sign in at http://127.0.0.1:$${PORT:-8000}/login (first admin: $(SNAPMATCH_VAR_DIR)/first-admin.txt)." && \
+	echo "More users and API tokens, in another terminal:" && \
 	echo "  $(BIN)/flask --app webapp users create you@example.com --role photographer --password 'choose-one'" && \
 	echo "  $(BIN)/flask --app webapp tokens create you@example.com" && \
 	echo "" && \

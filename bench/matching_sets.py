@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 FACES_DEV = ROOT.parent / "shared" / "faces-dev"
-CACHE_DIR = HERE / "out" / "matching"
+# MATCHING_BENCH_DETECTOR=yunet describes the sets with YuNet boxes (bench/yunet_bench.py) instead.
+DETECTOR = os.environ.get("MATCHING_BENCH_DETECTOR", "hog")
+CACHE_DIR = HERE / "out" / ("matching" if DETECTOR == "hog" else f"matching-{DETECTOR}")
 VERSION = 2  # bump when the variants or the extraction change
 COMPOSITES = 18
 COMPOSITE_PEOPLE = (4, 7)
@@ -75,6 +78,10 @@ def _engine():  # type: ignore[no-untyped-def]
     from snapmatch.faces.local import LocalFaceEngine
     from snapmatch.settings import get_settings
 
+    if DETECTOR == "yunet":
+        from yunet_bench import YuNetEngine
+
+        return YuNetEngine(get_settings().FACE_MIN_SIZE)
     return LocalFaceEngine(min_face_px=get_settings().FACE_MIN_SIZE)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "faces_bench.py",
+    "matching_bench.py",
     "rq_overhead.py",
     "upload_ack.py",
     "watcher_bench.py",

@@ -3,7 +3,8 @@ with ``snapmatch upload DIR -c 8``, and the watcher's CPU seconds per 100 photos
 
 Starts the Procfile's web process (gunicorn.conf.py: 2 gevent workers) on a free port with a
 temporary SQLite database, file storage and Redis at REDIS_URL (default redis://127.0.0.1:6379/12;
-only that DB is flushed, before and after), as ``upload_ack.py`` does, with the same 3 MB JPEGs. No
+only that DB is flushed, before and after), as ``upload_ack.py`` does, with the same 3 MB JPEGs and
+``UPLOAD_RATE_LIMIT`` raised out of the way. No
 worker runs: jobs just queue. Each pass writes the photos into a new folder (mtime a minute old: a
 card copied earlier), runs the real command as a subprocess into a new event with a fresh state
 directory, and reads its ``--json`` summary.
@@ -109,7 +110,8 @@ def main() -> int:
 
     from benchenv import isolated_environment
 
-    tmp, env = isolated_environment("snapmatch-watcher-bench-", REDIS_URL)
+    # The server's upload rate limit (100 requests/minute by default) is not what this measures.
+    tmp, env = isolated_environment("snapmatch-watcher-bench-", REDIS_URL, UPLOAD_RATE_LIMIT="1000000/minute")
     from snapmatch import accounts, db
 
     server = None

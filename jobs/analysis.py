@@ -8,14 +8,16 @@ from datetime import timedelta
 from functools import lru_cache
 
 from rq import get_current_job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from jobs.queues import analysis_job_id, enqueue_analysis
+from jobs.queues import QueueName, analysis_job_id, enqueue_analysis, get_queue
 from jobs.runtime import current_job_generation, get_runtime
 from jobs.schedules import recorded
 from snapmatch import db
 from snapmatch.analysis import analysis_enabled, records, stage
 from snapmatch.analysis.gemini import GeminiAnalyzer, GeminiUnavailable, WaitLog
+from snapmatch.analysis.quota import spread_delay
 from snapmatch.errors import QuotaExceeded, RetryLater
 from snapmatch.redis_client import get_redis
 from snapmatch.schema import AnalysisMode, AnalysisStatus, photo_analyses
@@ -53,7 +55,9 @@ def analyze_photo_job(photo_id: int) -> str:
     except RetryLater as exc:
         # Gemini asked us to wait (or the limiter did): free this worker and come back as a new generation.
         if records.claim_next_generation(photo_id, generation):
-            enqueue_analysis(rt.redis, photo_id, generation + 1, delay=exc.delay)
+            waiting = ScheduledJobRegistry(queue=get_queue(QueueName.ANALYSIS, rt.redis)).count
+            delay = spread_delay(exc.delay, waiting, get_analyzer().limiter.limits.rate)
+            enqueue_analysis(rt.redis, photo_id, generation + 1, delay=delay)
         log.debug("analysis %s rescheduled in %.2f s: %s", photo_id, exc.delay, exc.message)
         rescheduled_for = exc.reason
         return "rescheduled"

@@ -25,11 +25,12 @@ from jobs.queues import (
 )
 from jobs.schedules import recorded
 from jobs.worker_liveness import liveness_key
-from snapmatch import db, provider_deletions
+from snapmatch import db, deletions
 from snapmatch.pipeline import claim_next_generation, mark_photo_failed, mark_selfie_failed
 from snapmatch.redis_client import get_redis, key
 from snapmatch.schema import PhotoStatus, SelfieStatus, photos, selfies
 from snapmatch.settings import get_settings
+from snapmatch.storage import open_storage
 
 log = logging.getLogger(__name__)
 # A photo that kills its worker every time must end, not loop: after this many re-enqueues after a
@@ -178,9 +179,12 @@ def sweep() -> dict[str, int]:
     }
     if any(result.values()):
         log.warning("sweeper: %s", result)
-    deletions = _drain_provider_deletions(redis)
-    if deletions:
-        log.info("sweeper: provider face deletions enqueued for %d event(s)", deletions)
+    enqueued = _drain_provider_deletions(redis)
+    if enqueued:
+        log.info("sweeper: provider face deletions enqueued for %d event(s)", enqueued)
+    stored = deletions.retry_stored(open_storage(settings.STORAGE_URL))
+    if stored:
+        log.warning("sweeper: deleted %d stored image(s) a request could not", stored)
     return result
 
 
@@ -192,11 +196,11 @@ def delete_pending_provider_faces(event_id: int) -> int:
     engine = get_runtime().engine
     if not isinstance(engine, CollectionFaceEngine):
         return 0
-    rows = provider_deletions.pending(event_id)
+    rows = deletions.provider_faces(event_id)
     if rows:
         # Faces already gone (deleted before, or the collection with them) count as done too.
         engine.delete_faces(event_id, [face_id for _, face_id in rows])
-        provider_deletions.done([row_id for row_id, _ in rows])
+        deletions.done([row_id for row_id, _ in rows])
     return len(rows)
 
 
@@ -204,7 +208,7 @@ def _drain_provider_deletions(redis: Redis) -> int:
     """Enqueue the deletion job of every event with recorded provider deletions and no live job."""
     if get_settings().FACE_ENGINE != "rekognition":
         return 0
-    event_ids = provider_deletions.events_with_pending()
+    event_ids = deletions.events_with_provider_faces()
     if not event_ids:
         return 0
     alive = live_jobs(redis, [provider_deletions_job_id(e) for e in event_ids])

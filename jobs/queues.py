@@ -129,7 +129,7 @@ def provider_deletions_job_id(event_id: int) -> str:
 
 
 def enqueue_provider_deletions(connection: Redis, event_id: int) -> str:
-    """Delete the event's faces recorded in ``provider_face_deletions`` at the provider. The rows are
+    """Delete the event's faces recorded in ``pending_deletions`` at the provider. The rows are
     the truth: the sweeper enqueues this again for as long as any remain, so no RQ retry is needed."""
     return (
         get_queue(QueueName.MAINTENANCE, connection)

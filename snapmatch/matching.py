@@ -9,12 +9,12 @@ hands over its hits, which are written under the same lock and rules.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from snapmatch import db
 from snapmatch.errors import SnapmatchError
@@ -26,6 +26,8 @@ from snapmatch.matching_rule import (
     Verdict,
     decide,
     decide_provider_hits,
+    join_groups,
+    pairwise,
 )
 from snapmatch.schema import (
     CorrectionVerdict,
@@ -309,19 +311,39 @@ def _group_new_faces(
     widths = [float(f.width) for f in detected]
     linked = index.linked(vectors, widths, photo_id, rule)
     wanted = sorted(set().union(*linked) - set(face_ids))
+    # The index is a cache: its neighbours are checked against the stored descriptors (SQLite may
+    # reuse the id of a deleted face, so a cached vector could belong to a face that is gone).
     group_of: dict[int, int] = {}
+    stored: dict[int, np.ndarray] = {}
     for chunk in _chunks(wanted):
-        group_of.update(
-            (r.face_id, r.group_id)
-            for r in conn.execute(
-                select(face_groups.c.face_id, face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))
-            )
+        for r in conn.execute(
+            select(face_groups.c.face_id, face_groups.c.group_id, faces.c.embedding)
+            .join(faces, faces.c.id == face_groups.c.face_id)
+            .where(face_groups.c.face_id.in_(chunk))
+        ):
+            group_of[r.face_id] = r.group_id
+            stored[r.face_id] = np.frombuffer(r.embedding, np.float32)
+    for i, neighbours in enumerate(linked):
+        known = [n for n in neighbours if n in stored]
+        if known:
+            close = pairwise(vectors[i : i + 1], np.stack([stored[n] for n in known]))[0] <= rule.link
+            linked[i] = {n for n, ok in zip(known, close, strict=True) if ok}
+        else:
+            linked[i] = set()
+    sizes: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(group_of.values()))):
+        sizes.update(
+            conn.execute(
+                select(face_groups.c.group_id, func.count())
+                .where(face_groups.c.event_id == event_id, face_groups.c.group_id.in_(chunk))
+                .group_by(face_groups.c.group_id)
+            ).all()
         )
     touched: set[int] = set()
     for face_id, neighbours in zip(face_ids, linked, strict=True):
-        groups = {group_of[n] for n in neighbours if n in group_of}
-        target = min(groups) if groups else face_id
-        merged = groups - {target}
+        links = Counter(group_of[n] for n in neighbours if n in group_of)
+        target, merged = join_groups(links, sizes, face_id, rule)
+        sizes[target] = sizes.get(target, 0) + 1 + sum(sizes.pop(g, 0) for g in merged)
         if merged:
             conn.execute(
                 update(face_groups)

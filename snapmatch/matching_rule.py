@@ -12,9 +12,9 @@ The rule, in words (the README's matching section gives the figures behind each 
 * **One attendee per face.** A face is a candidate only for the attendee whose reference photos are
   closest to it, and only when the runner-up attendee is at least ``margin`` farther.
 * **Sure, directly**: the face is within ``sure`` of one of the attendee's references (stricter,
-  ``sure_small``, for faces narrower than ``small_face_px``), unless the face's group is someone
-  else's: a group of ``min_group`` faces or more whose median distance to the attendee is beyond
-  ``threshold`` (a stranger's photos, one of which resembles the attendee).
+  ``sure_small``, for faces narrower than ``small_face_px``), unless the face sits among someone
+  else's photos: ``min_group - 1`` or more faces linked to it whose median distance to the
+  attendee is beyond ``threshold`` (a stranger's photos, one of which resembles the attendee).
 * **Sure, through the group**: the face is within ``reach`` of the attendee and its group is the
   attendee's: the group's median distance to the attendee is at most ``group_median``, no other
   attendee has a sure face in it, and the attendee never said "not me" to one of its photos. That
@@ -51,6 +51,9 @@ class MatchRule:
     group_median: float = 0.6
     min_group: int = 3
     margin: float = 0.02
+    # A group never grows past this by merging (chained look-alikes in a huge event): a new face
+    # then joins only the group it links to most, so re-deciding a group stays cheap.
+    max_group: int = 1000
 
     @classmethod
     def from_threshold(cls, threshold: float) -> MatchRule:
@@ -132,6 +135,19 @@ def group_labels(
     return np.array([find(i) for i in range(len(descriptors))], dtype=np.int64)
 
 
+def join_groups(
+    links: Mapping[int, int], sizes: Mapping[int, int], new_face: int, rule: MatchRule
+) -> tuple[int, set[int]]:
+    """Where a new face goes: ``links`` = group id -> how many of the face's links land in it,
+    ``sizes`` = group id -> faces. Returns the target group and the groups merged into it."""
+    if not links:
+        return new_face, set()
+    if sum(sizes.get(g, 1) for g in links) + 1 <= rule.max_group:
+        target = min(links)
+        return target, set(links) - {target}
+    return max(links, key=lambda g: (links[g], -g)), set()
+
+
 def decide(
     descriptors: np.ndarray,
     photo_ids: Sequence[int],
@@ -194,7 +210,7 @@ def decide(
             if int(photos[i]) in attendees[a].is_me_photos:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i])))
                 continue
-            stranger_group = len(members) >= rule.min_group and float(medians[k]) > rule.threshold
+            stranger_group = _among_strangers(i, members, descriptors, dist[k], rule)
             joins_group = group_is_theirs and k == group_owner and d1[i] <= rule.reach
             if (direct[i] and not stranger_group) or joins_group:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i])))
@@ -202,6 +218,19 @@ def decide(
                 # Borderline, or too close to call between two attendees: offered to the closest.
                 decisions.append(FaceDecision(int(i), a, Verdict.MAYBE, float(d1[i])))
     return decisions
+
+
+def _among_strangers(
+    face: int, members: np.ndarray, descriptors: np.ndarray, to_attendee: np.ndarray, rule: MatchRule
+) -> bool:
+    """The face's own neighbours in its group (faces linked to it) are someone else: at least
+    ``min_group - 1`` of them, most of them farther than ``threshold`` from the attendee. Local, so a
+    large mixed group (chained look-alikes in a big event) does not veto every face in it."""
+    if len(members) < rule.min_group:
+        return False
+    others = members[members != face]
+    near = others[pairwise(descriptors[face : face + 1], descriptors[others])[0] <= rule.link]
+    return len(near) >= rule.min_group - 1 and float(np.median(to_attendee[near])) > rule.threshold
 
 
 def photo_verdicts(

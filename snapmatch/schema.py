@@ -244,15 +244,16 @@ user_sessions = Table(
 photos.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
 selfies.append_column(Column("planned_generations", Integer, nullable=False, server_default="0"))
 
-# Faces to delete from a provider's collection ("delete my face data", a replaced selfie): written in
-# the transaction that forgets the selfie, so the deletion survives Redis being down; the sweeper
-# enqueues the job that deletes them there and then removes these rows.
-provider_face_deletions = Table(
-    "provider_face_deletions",
+# Deletions owed ("delete my face data", a replaced selfie): a provider face or a stored image per
+# row, written in the transaction that forgets the selfie so that neither a Redis outage nor a
+# storage error loses them; done after the commit, retried by the sweeper (snapmatch/deletions.py).
+pending_deletions = Table(
+    "pending_deletions",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("event_id", Id, nullable=False, index=True),
-    Column("provider_face_id", String(64), nullable=False),
+    Column("provider_face_id", String(64)),
+    Column("storage_key", String(255), index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 # [/area: robustness]

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from sqlalchemy import delete, insert, select, update
 
-from snapmatch import db, provider_deletions
+from snapmatch import db, deletions
 from snapmatch.accounts import User
 from snapmatch.corrections import forget_references
-from snapmatch.errors import InvalidUpload, NotFound
+from snapmatch.errors import InvalidUpload, NotFound, SnapmatchError, user_message
 from snapmatch.ingest import check_spooled, spool
 from snapmatch.matching import lock_event
 from snapmatch.schema import SelfieStatus, matches, maybe_matches, selfies
 from snapmatch.settings import Settings
 from snapmatch.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,9 @@ def put_selfie(
     Each upload gets a key of its own (not only its content hash): two simultaneous uploads of one
     file must not share a key that the later one deletes as "the replaced selfie". The row is
     written under the event's matching lock, which also serialises simultaneous first selfies of
-    one attendee (no unique violation); the image a commit replaced is deleted after it, and the
-    new image if the commit failed, so no stored image outlives its row.
+    one attendee (no unique violation). The image a commit replaced is owed for deletion in the
+    same transaction (``deletions``) and deleted after it; the new image is deleted if the commit
+    failed. Raises ``SnapmatchError`` ``storage_error`` (503) when the image cannot be stored.
     """
     spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
     try:
@@ -45,7 +49,11 @@ def put_selfie(
         image_key = (
             f"selfies/{event_id}/{user.id}/{spooled.sha256[:32]}-{secrets.token_hex(8)}.{header.type.name.lower()}"
         )
-        storage.put_file(image_key, spooled.path, header.type.value)
+        try:
+            storage.put_file(image_key, spooled.path, header.type.value)
+        except Exception as exc:  # noqa: BLE001 - OSError, botocore's errors...: the details go to the log
+            log.exception("storing selfie %s failed", image_key)
+            raise SnapmatchError(user_message("storage_error"), code="storage_error", status=503) from exc
     finally:
         spooled.discard()
     try:
@@ -54,7 +62,7 @@ def put_selfie(
         storage.delete(image_key)
         raise
     if replaced_key is not None:
-        storage.delete(replaced_key)
+        deletions.delete_stored(storage, [replaced_key])
     return upload
 
 
@@ -83,8 +91,14 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
             ).inserted_primary_key[0]
             return SelfieUpload(selfie_id, image_key, 0), None
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
-        if row.provider_face_id:  # the old face leaves the provider's collection too, even if Redis is down
-            provider_deletions.record(conn, event_id, [row.provider_face_id])
+        # The old image and face leave the storage and the provider's collection even if Redis or the
+        # storage is down right now.
+        deletions.record(
+            conn,
+            event_id,
+            provider_face_ids=[row.provider_face_id] if row.provider_face_id else [],
+            storage_keys=[row.image_key],
+        )
         conn.execute(delete(maybe_matches).where(maybe_matches.c.selfie_id == row.id))
         generation = row.enqueue_count + 1
         conn.execute(
@@ -113,8 +127,9 @@ def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
 def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
     """Forget the attendee's face: the selfie image, its descriptor and every match.
 
-    Returns the face id the provider still holds (its deletion is recorded in the database, see
-    ``provider_deletions``), if the engine keeps one."""
+    The image and the provider's face are owed for deletion in the same transaction (``deletions``),
+    so a storage error or a Redis outage cannot keep them. Returns the face id the provider still
+    holds, if the engine keeps one."""
     with db.transaction() as conn:
         lock_event(conn, event_id)  # a photo committing now must not add matches to a selfie being deleted
         row = conn.execute(
@@ -127,18 +142,14 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
         reference_keys = forget_references(conn, row.id, user.id, event_id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
-        if row.provider_face_id:
-            provider_deletions.record(conn, event_id, [row.provider_face_id])
-    for key in (row.image_key, *reference_keys):
-        storage.delete(key)
+        deletions.record(
+            conn,
+            event_id,
+            provider_face_ids=[row.provider_face_id] if row.provider_face_id else [],
+            storage_keys=[row.image_key, *reference_keys],
+        )
+    deletions.delete_stored(storage, [row.image_key, *reference_keys])
     return row.provider_face_id
 
 
-def my_photos(user: User, event_id: int) -> list[dict[str, object]]:
-    """Photos shown as the attendee's (``corrections.my_photos`` has them with the "maybe" offers)."""
-    from snapmatch.corrections import my_photos as photos_and_maybe
-
-    return photos_and_maybe(user, event_id)["photos"]
-
-
-__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "my_photos", "put_selfie"]
+__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "put_selfie"]

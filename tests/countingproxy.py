@@ -26,6 +26,7 @@ class CountingProxy:
         self.upload_requests = 0
         self.check_requests = 0
         self.bad_gateway = 0  # answers given while the server was down
+        self.statuses: Counter[int] = Counter()  # status of every answer relayed
         self.answer_delay = 0.0  # hold upload answers back, so a killed client leaves them unread
         proxy = self
 
@@ -59,6 +60,7 @@ class CountingProxy:
                         proxy.upload_requests += 1
                     elif self.path.endswith("/photos/check"):
                         proxy.check_requests += 1
+                    proxy.statuses[status] += 1
                     if status == 502:
                         proxy.bad_gateway += 1
                     if is_upload and status == 202:

@@ -98,3 +98,30 @@ def assert_all_done_once(ids: list[int]) -> None:
         face_counts = dict(conn.execute(select(photos.c.id, photos.c.face_count)).all())
     assert per_photo == {i: 1 for i in ids}, "every photo has exactly its one face, none twice"
     assert face_counts == {i: 1 for i in ids}
+
+
+def joined_attendee(event, email: str | None = None):  # type: ignore[no-untyped-def]
+    """An attendee who joined ``event`` with its access code, made through the domain."""
+    from snapmatch import accounts, events
+
+    email = email or f"att-{time.monotonic_ns()}@example.com"
+    user = accounts.create_user(email, "attendee", "long enough password")
+    events.join_event(user, event.id, event.access_code)
+    return user
+
+
+def put_selfie(user, event_id: int, data: bytes):  # type: ignore[no-untyped-def]
+    """Store ``data`` as the attendee's selfie, as PUT /api/events/<id>/selfie does (not enqueued)."""
+    from snapmatch import selfies
+    from snapmatch.settings import get_settings
+    from snapmatch.storage import open_storage
+
+    settings = get_settings()
+    return selfies.put_selfie(
+        user,
+        event_id,
+        io.BytesIO(data),
+        storage=open_storage(settings.STORAGE_URL),
+        settings=settings,
+        tmp_dir=scratch_dir(),
+    )

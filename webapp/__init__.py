@@ -55,7 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.register_blueprint(module.bp)
 
     # [area: security, issue 13] extensions and blueprints below this line
-    from webapp import auth, bodylimits, csrf, identity, ratelimits, signin
+    from webapp import auth, bodylimits, csrf, identity, ratelimits, security_headers, signin
     from webapp.secret_key import check_secret_key
 
     app.config["SECRET_KEY"] = check_secret_key(app.config.get("SECRET_KEY"))
@@ -67,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     ratelimits.init_app(app)
+    security_headers.init_app(app)
     app.register_blueprint(signin.bp)
     app.register_blueprint(identity.bp)
     # [/area: security]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from pathlib import Path
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy import func, select
 
 from snapmatch import accounts, db
+from snapmatch import settings as settings_module
 from snapmatch.errors import SnapmatchError
+from snapmatch.schema import users
 
 users_cli = AppGroup("users", help="Manage users.")
 tokens_cli = AppGroup("tokens", help="Manage API tokens.")
@@ -32,6 +39,30 @@ def users_create(email: str, role: str, password: str) -> None:
     except SnapmatchError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"created {user.role.value} {user.email} (id {user.id})")
+
+
+FIRST_ADMIN_EMAIL = "admin@snapmatch.local"
+
+
+@users_cli.command("bootstrap")
+def users_bootstrap() -> None:
+    """On an empty database only: create a first admin with a generated password, written to
+    ``$SNAPMATCH_VAR_DIR/first-admin.txt`` (mode 0600), so a new install can sign in at /login at once.
+    An admin passes every role check: it can create events and upload like a photographer."""
+    with db.connection() as conn:
+        existing = conn.execute(select(func.count()).select_from(users)).scalar_one()
+    credentials = Path(settings_module.VAR_DIR) / "first-admin.txt"
+    if existing:
+        if credentials.exists():
+            click.echo(f"Sign in with the first admin's credentials in {credentials}.")
+        return
+    password = secrets.token_urlsafe(12)
+    user = accounts.create_user(FIRST_ADMIN_EMAIL, "admin", password)
+    credentials.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"email: {user.email}\npassword: {password}\n")
+    click.echo(f"Created the first admin: {user.email} / {password} (also in {credentials}, mode 0600).")
 
 
 @users_cli.command("sign-out")

@@ -12,7 +12,7 @@ forged either ("login CSRF").
 
 from __future__ import annotations
 
-from flask import Flask, current_app, flash, redirect, render_template, request
+from flask import Flask, current_app, flash, redirect, render_template, request, session
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from webapp.auth import bearer_token
@@ -25,7 +25,9 @@ def _cookie_may_authenticate() -> bool:
     if bearer_token() is not None:
         return False
     if request.path.startswith("/api/"):
-        return current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+        # A cookie that signs nobody in (forged, expired, signed out) authenticates nothing: the
+        # view answers 401, as it would without the cookie, instead of a misleading csrf_failed.
+        return current_app.config["SESSION_COOKIE_NAME"] in request.cookies and "_user_id" in session
     return True
 
 

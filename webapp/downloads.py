@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response
 from sqlalchemy import select
 
-from snapmatch import db, events, selfies
+from snapmatch import corrections, db, events
 from snapmatch.errors import NotFound
 from snapmatch.schema import PhotoStatus, photos
 from snapmatch.storage import Storage
@@ -80,7 +80,7 @@ def download_zip(event_id: int):  # type: ignore[no-untyped-def]
         photos.c.event_id == event_id, photos.c.status == PhotoStatus.DONE.value
     )
     if event.owner_id != user.id and not user.is_admin:
-        mine = [p["photo_id"] for p in selfies.my_photos(user, event_id)]
+        mine = [p["photo_id"] for p in corrections.my_photos(user, event_id)["photos"]]
         query = query.where(photos.c.id.in_(mine))
     with db.connection() as conn:
         rows = conn.execute(query.order_by(photos.c.id)).all()

@@ -37,6 +37,7 @@ ERROR_STATUSES = {
 }
 RETRY_AFTER_STATUSES = (429, 503)
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
+SESSION_COOKIE = "snapmatch_session"  # create_app's SESSION_COOKIE_NAME (a test keeps them equal)
 # Statuses any operation may answer (e.g. 429 once a rate limit covers every route): add them here.
 EVERY_OPERATION_MAY_ANSWER: set[int] = set()
 
@@ -191,6 +192,7 @@ def event_paths() -> Paths:
                 (202, ref("UploadAccepted")),
                 404,
                 409,
+                429,  # UPLOAD_RATE_LIMIT
                 503,
                 roles="owner",
                 params=[EVENT_ID],
@@ -297,6 +299,7 @@ def attendee_paths() -> Paths:
                 (200, ref("MyPhotos")),
                 400,
                 404,
+                429,  # MY_PHOTOS_RATE_LIMIT
                 roles="joined attendee",
                 params=[EVENT_ID_QUERY],
             )
@@ -409,14 +412,279 @@ def identity_paths() -> Paths:
 
 
 PATH_GROUPS.append(identity_paths)
+
+
 # [/area: security]
 # [area: robustness, issue 13] path groups below this line
 # [/area: robustness]
 # [area: matching, issue 14] path groups below this line
+def matching_paths() -> Paths:
+    return {
+        "/api/photos/{photo_id}/not-me": {
+            "post": operation(
+                "Not me: hide this photo from me at once and for good (and learn from it)",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
+            )
+        },
+        "/api/photos/{photo_id}/is-me": {
+            "post": operation(
+                "Is me: confirm a photo offered under maybe",
+                (204, None),
+                404,
+                roles="attendee shown or offered the photo",
+                params=[PHOTO_ID],
+            )
+        },
+        "/api/events/{event_id}/selfies": {
+            "post": operation(
+                "Add another reference photo of me (at most 3 with the selfie)",
+                (
+                    202,
+                    obj(
+                        ["status", "reference_id", "job_id"],
+                        status={"const": "processing"},
+                        reference_id=INT_ID,
+                        job_id=nullable(STRING),
+                    ),
+                ),
+                404,
+                409,
+                415,
+                422,
+                roles="joined attendee with a selfie",
+                params=[EVENT_ID],
+                body=multipart_body(obj(["file"], file=FILE)),
+                description="409 selfie_required before the selfie; 409 too_many_reference_photos past the limit.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(matching_paths)
 # [/area: matching]
 # [area: analysis, issue 18] path groups below this line
+
+
+def analysis_paths() -> Paths:
+    from snapmatch.analysis.search import MAX_QUERY_CHARS
+    from webapp.search import DEFAULT_PER_PAGE
+    from webapp.search import MAX_PAGE as SEARCH_MAX_PAGE
+    from webapp.search import MAX_PER_PAGE as SEARCH_MAX_PER_PAGE
+
+    found = obj(
+        ["photo_id", "thumbnail_url"],
+        photo_id=INT_ID,
+        thumbnail_url=STRING,
+        caption=nullable(STRING),
+        bib_numbers=_strings(),
+    )
+    return {
+        "/api/events/{event_id}/search": {
+            "get": operation(
+                "Photos whose analysis has these bib numbers (exact) and words (caption, tags, visible text)",
+                (
+                    200,
+                    obj(
+                        ["event_id", "q", "page", "per_page", "total", "photos"],
+                        event_id=INT_ID,
+                        q=STRING,
+                        page=INT,
+                        per_page=INT,
+                        total={"type": "integer", "minimum": 0},
+                        photos={"type": "array", "items": found},
+                    ),
+                ),
+                400,
+                404,
+                roles="owner, admin, joined attendee (only photos they may see, unless the owner allowed "
+                "event-wide search)",
+                params=[
+                    EVENT_ID,
+                    query(
+                        "q",
+                        {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                        "Bib numbers (digits) and words; a photo must match all of them.",
+                        required=True,
+                    ),
+                    query("page", {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_PAGE}, "Page (from 1)."),
+                    query(
+                        "per_page",
+                        {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_PER_PAGE},
+                        f"Photos per page (default {DEFAULT_PER_PAGE}).",
+                    ),
+                ],
+            )
+        },
+        "/api/events/{event_id}": {
+            "patch": operation(
+                "The event's search and analysis settings",
+                (
+                    200,
+                    obj(
+                        ["id", "search_event_wide", "analysis_mode"],
+                        id=INT_ID,
+                        search_event_wide={"type": "boolean"},
+                        analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
+                    ),
+                ),
+                404,
+                roles="owner, admin",
+                params=[EVENT_ID],
+                body=json_body(
+                    {
+                        **obj(
+                            search_event_wide={"type": "boolean"},
+                            analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
+                        ),
+                        "minProperties": 1,
+                        "additionalProperties": False,
+                    }
+                ),
+                description="search_event_wide lets joined attendees search every photo of the event (default "
+                "false); analysis_mode null means the server's ANALYSIS_MODE.",
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(analysis_paths)
 # [/area: analysis]
 # [area: operations, issue 16] path groups below this line
+
+
+def operations_paths() -> Paths:
+    from jobs.queues import QueueName
+    from jobs.requeue import MAX_PER_REQUEST, REQUEUABLE_STATUSES
+
+    admin = "admin"
+    anything: Schema = {"type": "object"}
+    queue_param: Schema = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "A queue's name.",
+        "schema": {"type": "string", "enum": [q.value for q in QueueName]},
+    }
+    paused = obj(["queue", "paused"], queue=STRING, paused={"type": "boolean"})
+    requeue_body = obj(
+        job_id={"type": "string", "maxLength": 200},
+        photo_id=INT_ID,
+        photo_ids={"type": "array", "items": INT_ID, "maxItems": MAX_PER_REQUEST},
+        error_code={"type": "string", "maxLength": 64},
+        status={"type": "string", "enum": list(REQUEUABLE_STATUSES)},
+        event_id=INT_ID,
+        all={"type": "boolean"},
+    )
+    requeue_body["additionalProperties"] = False
+    counted = {"type": "integer", "minimum": 0}
+    return {
+        "/api/admin/queue/stats": {
+            "get": operation(
+                "Per queue: counts by state, workers, throughput, durations, success rate",
+                (200, obj(["queues"], queues=anything, totals=anything)),
+                roles=admin,
+            )
+        },
+        "/api/admin/queue/history": {
+            "get": operation(
+                "Per-minute samples over the last hour",
+                (200, obj(["samples"], samples={"type": "array", "items": anything})),
+                roles=admin,
+            )
+        },
+        "/api/admin/queue/jobs/{job_id}": {
+            "get": operation(
+                "One job: status, queue, attempts, last error",
+                (
+                    200,
+                    obj(
+                        ["id", "status", "queue", "attempts"],
+                        id=STRING,
+                        status=nullable(STRING),
+                        queue=STRING,
+                        attempts=INT,
+                    ),
+                ),
+                404,
+                roles=admin,
+                params=[
+                    {
+                        "name": "job_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": STRING,
+                        "description": "An RQ job id (as uploads and failures report it).",
+                    }
+                ],
+            )
+        },
+        "/api/admin/queue/{name}/pause": {
+            "post": operation(
+                "Pause a queue (workers stop taking its jobs)", (200, paused), 404, roles=admin, params=[queue_param]
+            )
+        },
+        "/api/admin/queue/{name}/resume": {
+            "post": operation("Resume a paused queue", (200, paused), 404, roles=admin, params=[queue_param])
+        },
+        "/api/admin/queue/failed/requeue": {
+            "post": operation(
+                "Requeue failed photos (by ids, reason, status, event, or all) or one job",
+                (200, obj(["requeued"], requeued=counted)),
+                roles=admin,
+                body=json_body(requeue_body),
+            )
+        },
+        "/api/admin/failures": {
+            "get": operation(
+                "Failed photos: counts by reason and the 100 most recent",
+                (
+                    200,
+                    obj(
+                        ["by_reason", "photos"],
+                        by_reason={"type": "array", "items": anything},
+                        photos={"type": "array", "items": anything},
+                    ),
+                ),
+                roles=admin,
+            )
+        },
+        "/api/admin/caches": {
+            "get": operation(
+                "Hits, misses and hit ratio per cache", (200, obj(["caches"], caches=anything)), roles=admin
+            )
+        },
+        "/api/admin/cache/clear": {
+            "post": operation("Delete every cached entry", (200, obj(["cleared"], cleared=counted)), roles=admin)
+        },
+        "/api/admin/schedules": {
+            "get": operation(
+                "The last run of every schedule", (200, obj(["schedules"], schedules=anything)), roles=admin
+            )
+        },
+        "/api/status": {
+            "get": operation(
+                "Queue depth, utilisation, workers",
+                (
+                    200,
+                    obj(
+                        ["queue_depth", "paused", "utilisation", "workers"],
+                        queue_depth=anything,
+                        paused=_strings(),
+                        utilisation=NUMBER,
+                        workers=INT,
+                        busy_workers=INT,
+                    ),
+                ),
+                roles=admin,
+            )
+        },
+    }
+
+
+PATH_GROUPS.append(operations_paths)
 # [/area: operations]
 # [area: pages, issue 15] path groups below this line
 
@@ -641,7 +909,7 @@ def document() -> Schema:
                 "cookieAuth": {
                     "type": "apiKey",
                     "in": "cookie",
-                    "name": "session",
+                    "name": SESSION_COOKIE,
                     "description": "The session cookie `POST /login` sets (pages use it).",
                 },
             },

@@ -80,6 +80,14 @@ def decide_wait(now: float, delay: float, deadline: float, max_inline_seconds: f
     return WaitDecision.INLINE
 
 
+def spread_delay(delay: float, waiting: int, rate_per_second: float, rng: random.Random | None = None) -> float:
+    """When to run a rescheduled job: after ``delay``, plus a random share of the time the ``waiting`` jobs
+    already rescheduled need at the provider's rate. Without the spread they all wake together when a
+    cooldown ends, one gets the token and the rest are rescheduled again, round after round."""
+    spread = max(0, waiting) / rate_per_second if rate_per_second > 0 else 0.0
+    return delay + (rng or random).uniform(0, spread)
+
+
 def token_operations(batch: bool) -> tuple[str, str]:
     """The cost ledger's operation names for input and output tokens (batch requests are priced apart)."""
     return ("batch_input_tokens", "batch_output_tokens") if batch else ("input_tokens", "output_tokens")

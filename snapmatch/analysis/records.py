@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +14,12 @@ from sqlalchemy.sql.functions import coalesce
 
 from snapmatch import db
 from snapmatch.analysis import PROVIDER
-from snapmatch.analysis.gemini import Analysis
 from snapmatch.analysis.quota import token_operations
 from snapmatch.costs import CostTracker
 from snapmatch.schema import AnalysisMode, AnalysisStatus, PhotoStatus, events, photo_analyses, photo_numbers, photos
+
+if TYPE_CHECKING:  # the web app reads analyses without loading the google-genai SDK
+    from snapmatch.analysis.gemini import Analysis
 
 # Rows claimed for a batch carry this until Gemini names the batch; a crash in between leaves it behind.
 SUBMITTING_PREFIX = "submitting:"

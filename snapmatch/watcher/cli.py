@@ -23,6 +23,7 @@ from snapmatch.watcher.display import JsonLines, LiveDisplay, Summary
 from snapmatch.watcher.run import (
     DEFAULT_CONCURRENCY,
     DEFAULT_FILES_PER_REQUEST,
+    MAX_FILES_PER_REQUEST,
     Counters,
     RunOptions,
     Watcher,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sending.add_argument(
         "--files-per-request",
-        type=_bounded(int, 1, 20),
+        type=_bounded(int, 1, MAX_FILES_PER_REQUEST),
         default=DEFAULT_FILES_PER_REQUEST,
         help=f"photos sent together in one request (default {DEFAULT_FILES_PER_REQUEST})",
     )

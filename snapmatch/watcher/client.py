@@ -8,11 +8,14 @@ import email.utils
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.fields import RequestField
+from urllib3.filepost import choose_boundary
 
 USER_AGENT = "snapmatch-watcher/0.1"
 CHECK_CHUNK = 500  # hashes per check request: ~34 KB of JSON, under the server's JSON body limit
@@ -39,10 +42,11 @@ class AuthError(ApiError):
 class TransientError(Exception):
     """Worth retrying: no connection, a timeout, 5xx, 429 or 503. ``retry_after`` when the server said."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
 
 
 def is_retryable_status(status: int) -> bool:
@@ -86,6 +90,34 @@ class UploadItem:
     filename: str
     data: bytes
     content_type: str = "application/octet-stream"
+
+
+class MultipartBody:
+    """A multipart/form-data body sent as a sequence of chunks, the photos' bytes among them as they are.
+
+    requests' own encoder (urllib3's ``encode_multipart_formdata``) copies every file into one
+    buffer, then copies the buffer: 0.27 CPU s per 100 × 3 MB photos, more than hashing them. This
+    lays out the same bytes (urllib3's ``RequestField`` renders each part's headers, so names are
+    escaped the same way) and lets urllib3 ``sendall`` each chunk; ``len()`` gives requests the
+    Content-Length, so the body is not chunk-encoded."""
+
+    def __init__(self, fields: dict[str, str], items: list[UploadItem], boundary: str | None = None) -> None:
+        self.boundary = boundary or choose_boundary()
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        delimiter = f"--{self.boundary}\r\n".encode("latin-1")
+        parts = [RequestField.from_tuples(name, value) for name, value in fields.items()]
+        parts += [RequestField.from_tuples("files", (i.filename, i.data, i.content_type)) for i in items]
+        self.chunks: list[bytes] = []
+        for part in parts:
+            data = part.data if isinstance(part.data, bytes) else str(part.data).encode("utf-8")
+            self.chunks += [delimiter, part.render_headers().encode("utf-8"), data, b"\r\n"]
+        self.chunks.append(f"--{self.boundary}--\r\n".encode("latin-1"))
+
+    def __len__(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
 
 
 @dataclass
@@ -140,6 +172,7 @@ class Api:
             raise TransientError(
                 f"the server answered {response.status_code} ({code})",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                status=response.status_code,
             )
         if response.status_code in (401, 403):
             code, message = error_of(response)
@@ -169,8 +202,10 @@ class Api:
 
     def upload(self, event_id: int, items: list[UploadItem], batch_id: str) -> requests.Response:
         """One multipart POST of ``items``; the caller interprets the answer (202, 413, other 4xx)."""
-        files = [("files", (item.filename, item.data, item.content_type)) for item in items]
-        response = self._call("POST", f"/api/events/{event_id}/photos", files=files, data={"batch_id": batch_id})
+        body = MultipartBody({"batch_id": batch_id}, items)
+        response = self._call(
+            "POST", f"/api/events/{event_id}/photos", data=body, headers={"Content-Type": body.content_type}
+        )
         if response.status_code == 404:
             code, message = error_of(response)
             raise AuthError(404, code, message)

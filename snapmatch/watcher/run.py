@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import queue
+import stat
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ from snapmatch.watcher.state import FileStatus, Outcome, StateStore
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_FILES_PER_REQUEST = 4  # measured: bench/watcher_bench.py, BENCHMARKS.md
+MAX_FILES_PER_REQUEST = 20
 DEFAULT_MAX_REQUEST_BYTES = 48 * 1024 * 1024
 # Per-file rejections that are about the server, not the file: retried after a backoff, never final.
 TRANSIENT_REJECTIONS = frozenset({"storage_error", "database_error"})
@@ -284,7 +286,7 @@ class Watcher:
             st = path.stat()
         except FileNotFoundError:
             return True
-        if is_hidden_by_attribute(st) or not path.is_file():
+        if is_hidden_by_attribute(st) or not stat.S_ISREG(st.st_mode):
             return True
         observation = Observation.of(st)
         record = self.store.get(relpath)
@@ -473,6 +475,9 @@ class Watcher:
         try:
             response = self.api.upload(self.options.event_id, items, self.batch_id)
         except TransientError as exc:
+            if exc.status == 429:
+                # The server limits upload requests, not files: carry more files in each one.
+                self._files_per_request = min(MAX_FILES_PER_REQUEST, self._files_per_request * 2)
             self._retry_later(pendings, exc)
             return
         except ApiError as exc:
@@ -531,7 +536,8 @@ class Watcher:
     # ---- server side -------------------------------------------------------------------------------
 
     def _poll_server(self) -> None:
-        while not self.stop_event.wait(self.options.server_poll_seconds):
+        # The batch endpoint lists every photo of the batch: ask less often as the batch grows.
+        while not self.stop_event.wait(self.options.server_poll_seconds + self.counters.sent / 1000):
             self.refresh_server_counts()
 
     def refresh_server_counts(self) -> None:

@@ -83,9 +83,9 @@ def test_stats_count_what_rq_holds(client, admin, uploaded) -> None:  # type: ig
 
 def test_requeue_goes_through_the_database_and_never_twice(client, admin, uploaded, redis_url) -> None:  # type: ignore[no-untyped-def]
     first, second, third = uploaded
-    mark_photo_failed(first, "processing_error", "boom")
-    mark_photo_failed(second, "aws_timeout", "waited too long", status=PhotoStatus.QUOTA_EXCEEDED)
-    mark_photo_failed(third, "budget_exceeded", "over budget", status=PhotoStatus.QUOTA_EXCEEDED)
+    mark_photo_failed(first, "processing_error")
+    mark_photo_failed(second, "aws_timeout", status=PhotoStatus.QUOTA_EXCEEDED)
+    mark_photo_failed(third, "budget_exceeded", status=PhotoStatus.QUOTA_EXCEEDED)
     queue = Queue("photos", connection=redis_lib.Redis.from_url(redis_url))
     queue.empty()
 

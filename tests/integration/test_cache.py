@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis as redis_lib
 
-from snapmatch import cache, selfies
+from snapmatch import cache, corrections
 
 
 def auth(token: str) -> dict[str, str]:
@@ -36,10 +36,10 @@ def test_a_read_that_started_before_a_change_cannot_write_the_old_list_back(clie
             cache.invalidate_my_photos(
                 redis_lib.Redis.from_url(client.application.config["SNAPMATCH"].REDIS_URL), eid, [user.id]
             )
-            return []
-        return new_list
+            return {"photos": [], "maybe": []}
+        return {"photos": new_list, "maybe": []}
 
-    monkeypatch.setattr(selfies, "my_photos", racing_read)
+    monkeypatch.setattr(corrections, "my_photos", racing_read)
     first = client.get(f"/api/my-photos?event_id={event_id}", headers=auth(attendee))
     assert first.status_code == 200 and first.json["photos"] == []
     second = client.get(f"/api/my-photos?event_id={event_id}", headers=auth(attendee))

@@ -71,3 +71,48 @@ def test_every_code_stored_on_a_row_has_its_own_sentence() -> None:
     for code in ("processing_error", "abandoned", "corrupt_image", "provider_image", "provider_rejected", "no_face"):
         assert USER_MESSAGES[code] != GENERIC_MESSAGE
     assert all(message.endswith(".") and "{" not in message for message in USER_MESSAGES.values())
+
+
+def test_migration_0005_replaces_raw_error_text_stored_before(env) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, select
+
+    from snapmatch import db
+    from snapmatch.errors import user_message
+    from snapmatch.schema import events, photos, users
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    cfg.attributes["engine"] = db.get_engine()
+    command.downgrade(cfg, "0004")
+    now = db.utcnow()
+    with db.transaction() as conn:
+        user_id = conn.execute(
+            insert(users).values(email="p@example.com", password_hash="x", role="photographer", created_at=now)
+        ).inserted_primary_key[0]
+        event_id = conn.execute(
+            insert(events).values(owner_id=user_id, name="E", access_code="ABC", created_at=now)
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(photos).values(
+                event_id=event_id,
+                sha256="0" * 64,
+                filename="a.jpg",
+                content_type="image/jpeg",
+                size_bytes=1,
+                width=1,
+                height=1,
+                original_key="k",
+                status="failed",
+                error_code="processing_error",
+                error_message=f"last error: OperationalError: {SECRET_TEXT}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    command.upgrade(cfg, "head")
+    with db.connection() as conn:
+        assert conn.execute(select(photos.c.error_message)).scalar() == user_message("processing_error")

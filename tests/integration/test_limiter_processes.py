@@ -19,7 +19,10 @@ import redis
 
 from snapmatch.limiter import Acquired, Denied, DenyReason, ProviderLimiter, ProviderLimits, RateLimitExceeded
 
-REDIS_URL = os.environ.get("LIMITER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# DB 14 of the Redis the other tests use (TEST_REDIS_URL), never the DBs they flush (2-9).
+REDIS_URL = os.environ.get(
+    "LIMITER_TEST_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/14"
+)
 
 
 @pytest.fixture

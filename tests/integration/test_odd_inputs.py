@@ -115,3 +115,11 @@ def test_photo_check_takes_as_many_digests_as_it_says(client, users, event) -> N
     resp = client.post(path, json={"sha256": digests}, headers=users[0])
     assert resp.status_code == 200 and len(resp.json["missing"]) == MAX_CHECK_DIGESTS
     assert_error(client.post(path, json={"sha256": [*digests, "0" * 64]}, headers=users[0]), 400, "invalid_body")
+
+
+def test_a_session_cookie_that_signs_nobody_in_is_401_not_csrf_failed(client, app) -> None:  # type: ignore[no-untyped-def]
+    # schemathesis' ignored_auth check: a forged cookie on an unsafe API request was answered
+    # 400 csrf_failed, as if it could have authenticated someone.
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], "forged.value.here")
+    for resp in (client.post("/api/events", json={"name": "x"}), client.delete("/api/events/1/selfie")):
+        assert_error(resp, 401, "unauthorized")

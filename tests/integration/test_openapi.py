@@ -78,6 +78,8 @@ def test_document_is_valid_public_and_keeps_no_secrets(app, client, env) -> None
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     doc = resp.json
     assert doc["openapi"].startswith("3.1")
+    cookie = doc["components"]["securitySchemes"]["cookieAuth"]
+    assert cookie["in"] == "cookie" and cookie["name"] == app.config["SESSION_COOKIE_NAME"]
     validate(doc)
     text = resp.get_data(as_text=True)
     for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STORAGE_URL"):

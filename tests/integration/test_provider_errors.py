@@ -1,9 +1,9 @@
 """Permanent provider errors (issue 13, item 16): a Rekognition 4xx other than throttling fails the
 photo or selfie at once with a code, instead of three attempts. Real boto3 against the loopback fake."""
 
-from __future__ import annotations
+# ruff: noqa: F811 - the fixtures imported below are used as parameters by name, as pytest does
 
-import io
+from __future__ import annotations
 
 import pytest
 import redis as redis_lib
@@ -12,33 +12,9 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from tests.fakes.rekognition_server import RekognitionFake
 from tests.images import compose, head_crop, variant
-from tests.realphotos import offline_aws_environment
-from tests.workload import ingest_all, scratch_dir
-
-
-@pytest.fixture
-def database_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
-    return f"sqlite:///{tmp_path}/snapmatch.db"  # job behaviour, not SQL: one backend is enough
-
-
-@pytest.fixture
-def fake():  # type: ignore[no-untyped-def]
-    with RekognitionFake(seed=3) as server:
-        yield server
-
-
-@pytest.fixture
-def rekognition_env(env, fake, monkeypatch):  # type: ignore[no-untyped-def]
-    from jobs import runtime
-    from snapmatch import settings
-
-    offline_aws_environment(monkeypatch, FACE_ENGINE="rekognition", AWS_ENDPOINT_URL_REKOGNITION=fake.endpoint_url)
-    settings.get_settings.cache_clear()
-    runtime.get_runtime.cache_clear()
-    yield
-    runtime.get_runtime.cache_clear()
+from tests.integration.test_provider_waits import database_url, fake, rekognition_env  # noqa: F401 - fixtures
+from tests.workload import ingest_all, joined_attendee, make_event, put_selfie
 
 
 def _row(table, row_id: int):  # type: ignore[no-untyped-def]
@@ -78,24 +54,10 @@ def test_a_permanent_provider_error_fails_the_photo_at_once(  # type: ignore[no-
 
 def test_a_permanent_provider_error_fails_the_selfie_at_once(rekognition_env, fake, redis_url, face_images) -> None:  # type: ignore[no-untyped-def]
     from jobs.queues import enqueue_selfie
-    from snapmatch import accounts, events, selfies
     from snapmatch.schema import selfies as selfie_table
-    from snapmatch.settings import get_settings
-    from snapmatch.storage import open_storage
-    from tests.workload import make_event
 
     event = make_event()
-    user = accounts.create_user("att@example.com", "attendee", "long enough password")
-    events.join_event(user, event.id, event.access_code)
-    settings = get_settings()
-    upload = selfies.put_selfie(
-        user,
-        event.id,
-        io.BytesIO(variant(face_images / "obama.jpg", seed=2)),
-        storage=open_storage(settings.STORAGE_URL),
-        settings=settings,
-        tmp_dir=scratch_dir(),
-    )
+    upload = put_selfie(joined_attendee(event), event.id, variant(face_images / "obama.jpg", seed=2))
     fake.configure(error_code="InvalidParameterException", ops=("IndexFaces",))
     connection = redis_lib.Redis.from_url(redis_url)
     enqueue_selfie(connection, upload.selfie_id, upload.image_key, upload.generation)
@@ -130,11 +92,9 @@ def test_delete_my_face_data_with_redis_down_answers_204_and_the_sweeper_deletes
     from jobs.maintenance import sweep
     from jobs.queues import enqueue_selfie
     from snapmatch import accounts, db, events, selfies
-    from snapmatch.schema import provider_face_deletions
+    from snapmatch.schema import pending_deletions
     from snapmatch.settings import get_settings
-    from snapmatch.storage import open_storage
     from tests.conftest import free_port
-    from tests.workload import make_event
     from webapp import attendee, create_app
 
     event = make_event()
@@ -142,14 +102,7 @@ def test_delete_my_face_data_with_redis_down_answers_204_and_the_sweeper_deletes
     user = accounts.find_user(email)
     events.join_event(user, event.id, event.access_code)
     settings = get_settings()
-    upload = selfies.put_selfie(
-        user,
-        event.id,
-        io.BytesIO(variant(face_images / "obama.jpg", seed=2)),
-        storage=open_storage(settings.STORAGE_URL),
-        settings=settings,
-        tmp_dir=scratch_dir(),
-    )
+    upload = put_selfie(user, event.id, variant(face_images / "obama.jpg", seed=2))
     connection = redis_lib.Redis.from_url(redis_url)
     enqueue_selfie(connection, upload.selfie_id, upload.image_key, upload.generation)
     SimpleWorker([Queue("selfies", connection=connection)], connection=connection).work(burst=True)
@@ -164,12 +117,13 @@ def test_delete_my_face_data_with_redis_down_answers_204_and_the_sweeper_deletes
     assert resp.status_code == 204
     assert selfies.get_selfie(user, event.id) is None
     with db.connection() as conn:
-        assert conn.execute(select(provider_face_deletions.c.provider_face_id)).scalars().all() == [face_id]
+        owed = conn.execute(select(pending_deletions.c.provider_face_id)).scalars().all()
+        assert owed == [face_id]  # the image itself was deleted by the request
     assert face_id in fake.faces(collection)
 
     sweep()  # Redis answers again
     SimpleWorker([Queue("maintenance", connection=connection)], connection=connection).work(burst=True)
     assert face_id not in fake.faces(collection)
     with db.connection() as conn:
-        assert conn.execute(select(provider_face_deletions.c.id)).all() == []
+        assert conn.execute(select(pending_deletions.c.id)).all() == []
     assert sweep() and Queue("maintenance", connection=connection).count == 0  # nothing left to enqueue

@@ -244,3 +244,61 @@ def test_six_simultaneous_first_selfies_over_http(env, processes, face_images) -
     (row,) = _selfie_rows(event["id"])
     user_id = row.user_id
     assert _stored_selfie_keys(Path(env["SNAPMATCH_VAR_DIR"]), event["id"], user_id) == {row.image_key}
+
+
+def test_delete_my_face_data_survives_a_storage_error(client, make_user, env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The row goes, DELETE answers 204, and the image the storage could not delete now is owed in the
+    database and deleted by the sweeper: nothing of the face is kept because one call failed."""
+    from datetime import timedelta
+
+    from jobs.maintenance import sweep
+    from snapmatch import db
+    from snapmatch.schema import pending_deletions
+    from snapmatch.storage import LocalStorage
+
+    event_id, attendee, user_id = _joined_attendee(client, make_user)
+    resp = client.put(
+        f"/api/events/{event_id}/selfie",
+        data={"file": (io.BytesIO(jpeg(seed=1)), "me.jpg")},
+        headers=auth(attendee),
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 202
+    (row,) = _selfie_rows(event_id)
+    var = Path(env["SNAPMATCH_VAR_DIR"])
+
+    def failing_delete(self, key: str) -> None:  # type: ignore[no-untyped-def]
+        raise OSError(f"cannot reach /mnt/media/{key}")
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalStorage, "delete", failing_delete)
+        assert client.delete(f"/api/events/{event_id}/selfie", headers=auth(attendee)).status_code == 204
+    assert _selfie_rows(event_id) == []
+    assert _stored_selfie_keys(var, event_id, user_id) == {row.image_key}
+    with db.transaction() as conn:
+        assert conn.execute(select(pending_deletions.c.storage_key)).scalars().all() == [row.image_key]
+        conn.execute(update(pending_deletions).values(created_at=db.utcnow() - timedelta(minutes=5)))
+    sweep()
+    assert _stored_selfie_keys(var, event_id, user_id) == set()
+    with db.connection() as conn:
+        assert conn.execute(select(pending_deletions.c.id)).all() == []
+
+
+def test_a_selfie_the_storage_cannot_take_gets_503_with_a_code(client, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from snapmatch.storage import LocalStorage
+
+    event_id, attendee, _ = _joined_attendee(client, make_user)
+
+    def failing_put(self, key: str, path: str, content_type: str = "") -> None:  # type: ignore[no-untyped-def]
+        raise OSError("No space left on device: '/mnt/media/selfies'")
+
+    monkeypatch.setattr(LocalStorage, "put_file", failing_put)
+    resp = client.put(
+        f"/api/events/{event_id}/selfie",
+        data={"file": (io.BytesIO(jpeg(seed=1)), "me.jpg")},
+        headers=auth(attendee),
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "storage_error"
+    assert "/mnt" not in resp.json["error"]["message"]
+    assert _selfie_rows(event_id) == []

@@ -3,7 +3,6 @@ and PostgreSQL with a real Redis."""
 
 from __future__ import annotations
 
-import io
 import time
 
 import redis as redis_lib
@@ -87,25 +86,14 @@ def test_provider_wait_reschedules_do_not_count_as_crashes(env, redis_url) -> No
 
 def test_replacing_a_selfie_many_times_does_not_count_as_crashes(env, redis_url) -> None:  # type: ignore[no-untyped-def]
     from jobs.maintenance import MAX_GENERATIONS, sweep
-    from snapmatch import accounts, db, events, selfies
+    from snapmatch import db
     from snapmatch.schema import selfies as selfie_table
-    from snapmatch.settings import get_settings
-    from snapmatch.storage import open_storage
-    from tests.workload import make_event, scratch_dir
+    from tests.workload import joined_attendee, make_event, put_selfie
 
     event = make_event()
-    user = accounts.create_user("att@example.com", "attendee", "long enough password")
-    events.join_event(user, event.id, event.access_code)
-    settings = get_settings()
+    user = joined_attendee(event)
     for seed in range(MAX_GENERATIONS + 1):
-        upload = selfies.put_selfie(
-            user,
-            event.id,
-            io.BytesIO(jpeg(seed=seed)),
-            storage=open_storage(settings.STORAGE_URL),
-            settings=settings,
-            tmp_dir=scratch_dir(),
-        )
+        upload = put_selfie(user, event.id, jpeg(seed=seed))
     with db.transaction() as conn:  # old enough for the sweeper; its job was never enqueued (Redis down)
         from datetime import timedelta
 

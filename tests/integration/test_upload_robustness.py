@@ -1,6 +1,8 @@
 """Uploads that must not be refused or lost (issue 13): JPEGs whose metadata passes 64 KiB (item 8),
 one file's storage or database error in a multi-file upload (item 15)."""
 
+# ruff: noqa: F811 - the fixtures imported below are used as parameters by name, as pytest does
+
 from __future__ import annotations
 
 import io
@@ -8,27 +10,7 @@ import io
 import pytest
 
 from tests.images import compose, head_crop, jpeg, with_metadata_segments
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def photographer(make_user):  # type: ignore[no-untyped-def]
-    return make_user("photographer")[1]
-
-
-@pytest.fixture
-def event_id(client, photographer) -> int:  # type: ignore[no-untyped-def]
-    return client.post("/api/events", json={"name": "Gala"}, headers=auth(photographer)).json["id"]
-
-
-def upload(client, token, event_id, files):  # type: ignore[no-untyped-def]
-    data = {"files": [(io.BytesIO(content), name) for name, content in files]}
-    return client.post(
-        f"/api/events/{event_id}/photos", data=data, headers=auth(token), content_type="multipart/form-data"
-    )
+from tests.integration.test_api import auth, event_id, photographer, upload  # noqa: F401 - fixtures and helpers
 
 
 def test_a_jpeg_with_180_kb_of_metadata_is_queued_with_its_size(client, photographer, event_id) -> None:  # type: ignore[no-untyped-def]

@@ -99,7 +99,14 @@ class Stack:
 
 
 @pytest.fixture
-def stack(processes: Processes, make_user, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def upload_rate_limit() -> str:
+    """The server's UPLOAD_RATE_LIMIT: high, so that the tests about outages and kills are not about it."""
+    return "100000/minute"
+
+
+@pytest.fixture
+def stack(processes: Processes, make_user, tmp_path: Path, upload_rate_limit: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    processes.env["UPLOAD_RATE_LIMIT"] = upload_rate_limit
     port = free_port()
     web = start_web(processes, port)
     processes.worker("watcher-worker")
@@ -335,3 +342,35 @@ def test_upload_wait_returns_once_the_server_has_processed_the_batch(stack: Stac
     summary = stack.summaries()[-1]
     assert summary["sent"] == 3
     assert summary["server_processed"] == 3 and summary["server_in_progress"] == 0
+
+
+def test_a_refused_token_or_an_unknown_event_stops_the_run_with_the_reason(stack: Stack) -> None:
+    folder = stack.tmp / "card"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg(320, 240, seed=4))
+    os.utime(folder / "a.jpg", (time.time() - 60, time.time() - 60))
+    run = stack.watcher("upload", folder, "--token", "not-a-token", name="bad-token")
+    assert run.wait(timeout=60) == 2
+    summary = stack.summaries("bad-token")[-1]
+    assert summary["error"] and summary["sent"] == 0 and summary["unsettled"] == 1
+    stack.event_id = 999999
+    run = stack.watcher("upload", folder, name="bad-event")
+    assert run.wait(timeout=60) == 2
+    assert stack.summaries("bad-event")[-1]["error"]
+    assert stack.proxy.upload_requests == 0  # refused at the hash check, before any photo was sent
+
+
+@pytest.mark.parametrize("upload_rate_limit", ["4 per 5 seconds"])
+def test_the_servers_upload_rate_limit_is_waited_out_with_more_photos_per_request(stack: Stack) -> None:
+    folder = stack.tmp / "card"
+    folder.mkdir()
+    photos = {f"R{i:02d}.jpg": jpeg(320, 240, seed=300 + i) for i in range(40)}
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+        os.utime(folder / name, (time.time() - 60, time.time() - 60))
+    run = stack.watcher("upload", folder, "--files-per-request", "1", "-c", "2")
+    assert run.wait(timeout=120) == 0, (stack.tmp / "watcher.err").read_text()
+    assert stack.proxy.statuses[429] >= 1  # the limit was met, and honoured
+    assert set(stack.server_photos()) == {sha(data) for data in photos.values()}
+    assert max(stack.proxy.accepted().values()) == 1
+    assert stack.proxy.upload_requests - stack.proxy.statuses[429] < 40  # later requests carried several photos

@@ -190,3 +190,13 @@ def test_the_fake_server_reads_what_coded_photos_carry() -> None:
     assert describe(coded_photo([], seed=4))["bib_numbers"] == []
     plain = cv2.imencode(".jpg", np.full((300, 400, 3), 128, np.uint8))[1].tobytes()
     assert decode_photo(plain) is None
+
+
+def test_rescheduled_jobs_are_spread_over_the_time_the_waiting_ones_need() -> None:
+    from snapmatch.analysis.quota import spread_delay
+
+    rng = random.Random(3)
+    delays = [spread_delay(3.0, waiting=40, rate_per_second=0.5, rng=rng) for _ in range(200)]
+    assert min(delays) >= 3.0 and max(delays) <= 3.0 + 80.0
+    assert max(delays) - min(delays) > 40, "spread, not all at once"
+    assert spread_delay(3.0, waiting=0, rate_per_second=0.5) == 3.0

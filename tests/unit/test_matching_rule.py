@@ -118,3 +118,14 @@ def test_provider_hits_follow_the_same_rules_on_a_similarity_scale() -> None:
         (2, 11): Verdict.MAYBE,
         (1, 13): Verdict.MAYBE,
     }
+
+
+def test_groups_merge_until_the_cap_then_a_face_joins_the_group_it_links_to_most() -> None:
+    from dataclasses import replace
+
+    from snapmatch.matching_rule import join_groups
+
+    assert join_groups({}, {}, 9, RULE) == (9, set())
+    assert join_groups({3: 1, 5: 2}, {3: 10, 5: 20}, 9, RULE) == (3, {5})
+    capped = replace(RULE, max_group=25)
+    assert join_groups({3: 1, 5: 2}, {3: 10, 5: 20}, 9, capped) == (5, set())

@@ -54,3 +54,21 @@ def test_the_gate_holds_every_thread_until_the_backoff_has_passed() -> None:
     gate.failed(retry_after=5)
     stop.set()
     assert not gate.wait(stop)  # Ctrl-C does not wait the backoff out
+
+
+def test_the_multipart_body_is_byte_for_byte_what_requests_would_send() -> None:
+    from urllib3.filepost import encode_multipart_formdata
+
+    from snapmatch.watcher.client import MultipartBody, UploadItem
+
+    items = [
+        UploadItem("IMG_0001.jpg", b"\xff\xd8 photo one \xff\xd9", "image/jpeg"),
+        UploadItem('Café "best" shot.png', b"\x89PNG photo two", "image/png"),
+    ]
+    body = MultipartBody({"batch_id": "b1"}, items, boundary="xyz")
+    expected, content_type = encode_multipart_formdata(
+        [("batch_id", "b1")] + [("files", (i.filename, i.data, i.content_type)) for i in items], boundary="xyz"
+    )
+    assert b"".join(body) == expected and len(body) == len(expected)
+    assert body.content_type == content_type
+    assert any(chunk is items[0].data for chunk in body)  # the photo's bytes are not copied
