@@ -13,6 +13,7 @@ import segno
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from snapmatch import accounts, events
+from snapmatch.analysis import analysis_enabled
 from snapmatch.errors import Conflict, SnapmatchError
 from snapmatch.indexing import indexing_progress
 from snapmatch.schema import Role
@@ -125,7 +126,8 @@ def gallery_page(event_id: int):  # type: ignore[no-untyped-def]
     if not events.is_member(user, event_id):
         return redirect(url_for("pages.join_page", event_id=event_id))
     indexing = indexing_progress(redis(), event_id)
-    return render_template("gallery.html", event=event, indexing=indexing)
+    # The search box only where photos are described (Gemini analysis on): without it nothing is found.
+    return render_template("gallery.html", event=event, indexing=indexing, search_enabled=analysis_enabled(settings()))
 
 
 @bp.app_context_processor

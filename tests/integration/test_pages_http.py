@@ -166,3 +166,23 @@ def test_download_zip_streams_my_photos_to_an_attendee_and_all_to_the_owner(app,
     assert stranger.id
     refused = archive(accounts.create_token("bob@example.com"))
     assert refused.status_code == 403 and refused.json["error"]["code"] == "not_joined"
+
+
+def test_the_gallery_has_a_search_box_only_when_photos_are_described(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from snapmatch import settings
+    from webapp import create_app
+
+    owner = accounts.create_user("owner@example.com", "photographer", PASSWORD)
+    event = events.create_event(owner, "Marathon")
+    accounts.create_user("runner@example.com", "attendee", PASSWORD)
+    pages = {}
+    for key in ("", "test-key"):
+        monkeypatch.setenv("GEMINI_API_KEY", key)
+        settings.get_settings.cache_clear()
+        client = create_app({"TESTING": True}).test_client()
+        sign_in(client, "runner@example.com")
+        events.join_event(accounts.find_user("runner@example.com"), event.id, event.access_code)
+        pages[key] = client.get(f"/e/{event.id}", headers=HTML).get_data(as_text=True)
+    settings.get_settings.cache_clear()
+    assert 'id="search-form"' not in pages[""]
+    assert 'id="search-form"' in pages["test-key"] and 'name="q"' in pages["test-key"]

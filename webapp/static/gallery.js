@@ -160,6 +160,43 @@
     }
   });
 
+  // ---- search (bib numbers, words) among the photos I may see ---------------------------------
+  const searchForm = document.getElementById("search-form");
+  if (searchForm) {
+    const results = document.getElementById("search-results");
+    const searchStatus = document.getElementById("search-status");
+    const clear = document.getElementById("search-clear");
+    searchForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const q = document.getElementById("search-q").value.trim();
+      if (!q) return;
+      searchStatus.textContent = "Searching…";
+      results.replaceChildren();
+      try {
+        const data = await api("GET", `/api/events/${eventId}/search?q=${encodeURIComponent(q)}&per_page=100`);
+        for (const p of data.photos) {
+          // Results are not "my photos": their own hook, so the gallery's [data-photo-id] stays exact.
+          const li = el("li", { "data-search-photo-id": p.photo_id, class: "photo" });
+          const open = el("a", { href: `/api/photos/${p.photo_id}/original`, class: "open", "aria-label": p.caption || `Photo ${p.photo_id}` });
+          open.append(el("img", { src: p.thumbnail_url, loading: "lazy", decoding: "async", alt: p.caption || "", width: 240, height: 240 }));
+          open.addEventListener("click", (e) => { e.preventDefault(); view(p.photo_id); });
+          li.append(open);
+          results.append(li);
+        }
+        searchStatus.textContent = data.total ? `${fmt(data.total)} photo(s) found for “${q}”.` : `No photo found for “${q}”.`;
+        clear.hidden = false;
+      } catch (err) {
+        searchStatus.textContent = err.message;
+      }
+    });
+    clear.addEventListener("click", () => {
+      results.replaceChildren();
+      searchStatus.textContent = "";
+      document.getElementById("search-q").value = "";
+      clear.hidden = true;
+    });
+  }
+
   // ---- live: my photos changed, indexing progress ------------------------------------------
   function showIndexing(d) {
     indexingLine.textContent = d.total
