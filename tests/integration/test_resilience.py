@@ -72,7 +72,11 @@ def test_redis_flushall_mid_batch_loses_nothing(env, private_redis, processes, f
     ids = ingest_all(one_face_photos(face_images))
     start_cluster(processes)
     wait_until(lambda: counts().get("done", 0) >= 40, 120, "40 photos done")
+    before = private_redis.dbsize()
     private_redis.flushall()
-    assert private_redis.dbsize() == 0
+    # Live processes write again at once (liveness keys, metrics, the next sweep): the flush took
+    # effect when the hundreds of job keys are gone, not when the database stays empty.
+    after = private_redis.dbsize()
+    assert before > 40 and after < 20, (before, after)
     wait_until(lambda: counts().get("done", 0) == BATCH, 240, "every photo done after FLUSHALL")
     assert_all_done_once(ids)
