@@ -45,7 +45,10 @@ def test_photographer_uploads_twenty_photos_that_reach_done_without_a_reload(sit
     code = events.get_event(event_id).access_code
     expect(page.locator("#access-code")).to_have_text(code)
     expect(page.locator("#join-link")).to_have_text(re.compile(rf"/join/{event_id}$"))
-    assert page.locator("img.qr").evaluate("img => img.complete && img.naturalWidth > 0")
+    # Wait for the QR image like a person would (its first request may still be on its way).
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('img.qr'); return !!i && i.complete && i.naturalWidth > 0; })()"
+    )
 
     page.evaluate("window.__notReloaded = true")
     page.set_input_files("input[type=file][multiple]#files", [str(p) for p in files])
