@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,12 +41,6 @@ sys.path.insert(0, str(ROOT))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/12"
 BODY = 100 << 20
 PASSWORD = "bench-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_pids(master: int) -> list[int]:
@@ -123,7 +118,7 @@ def main() -> int:
         print(f"security bench: SKIPPED: no Redis at {REDIS_URL}: {exc}", file=sys.stderr)
         return 2
 
-    from benchenv import isolated_environment
+    from benchenv import isolated_environment, start_gunicorn
 
     # The per-address limit is raised so part 2 can make its attempts; per email stays at its default.
     tmp, env = isolated_environment("snapmatch-security-bench-", REDIS_URL, LOGIN_RATE_LIMIT_PER_IP="10000/minute")
@@ -141,27 +136,7 @@ def main() -> int:
         attendee = accounts.create_token("bench-attendee@example.com")
         db.dispose_all()
 
-        port = free_port()
-        log = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115 (the server's log, open while it runs)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
-            + ["--bind", f"127.0.0.1:{port}", "webapp:create_app()"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                print((tmp / "gunicorn.log").read_text()[-3000:])
-                raise RuntimeError("gunicorn did not come up")
-            time.sleep(0.2)
+        server, base = start_gunicorn(env, tmp / "gunicorn.log")
 
         event = requests.post(
             f"{base}/api/events", json={"name": "bench"}, headers={"Authorization": f"Bearer {photographer}"}
@@ -172,13 +147,13 @@ def main() -> int:
                 base + join, json={"access_code": event["access_code"]}, headers={"Authorization": f"Bearer {attendee}"}
             )
         print(
-            f"gunicorn 2 workers x 8 threads on loopback; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+            f"gunicorn as in gunicorn.conf.py (2 gevent workers) on loopback; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
         print("1. 100 MB body to POST /api/events/<id>/join (JSON route, limit 64 KiB)")
         for chunked in (False, False, True, True):
             workers = worker_pids(server.pid)
             before = {pid: peak_rss(pid) for pid in workers}
-            status, seconds, sent = huge_post(port, join, attendee, chunked)
+            status, seconds, sent = huge_post(urlsplit(base).port, join, attendee, chunked)
             time.sleep(0.3)
             growth = max(peak_rss(pid) - before[pid] for pid in workers) / 2**20
             kind = "chunked, no Content-Length" if chunked else "Content-Length: 104857600"

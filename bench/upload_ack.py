@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,12 +53,6 @@ def make_jpegs(n: int) -> list[bytes]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100)
@@ -76,7 +69,7 @@ def main() -> int:
         print(f"upload ack: SKIPPED: no Redis at {REDIS_URL}: {exc}", file=sys.stderr)
         return 2
 
-    from benchenv import isolated_environment
+    from benchenv import isolated_environment, start_gunicorn
 
     tmp, env = isolated_environment("snapmatch-upload-bench-", REDIS_URL)
     from snapmatch import accounts, db
@@ -91,39 +84,9 @@ def main() -> int:
         db.dispose_all()
 
         files = make_jpegs(args.files)
-        port = free_port()
-        log = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115 (the server's log, open while it runs)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                str(ROOT / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "webapp:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
+        server, base = start_gunicorn(env, tmp / "gunicorn.log")
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if session.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                print((tmp / "gunicorn.log").read_text()[-3000:])
-                raise RuntimeError("gunicorn did not come up")
-            time.sleep(0.2)
         mb = sum(len(d) for d in files) / 1e6
         print(
             f"{len(files)} distinct JPEGs of {WIDTH}x{HEIGHT} ({mb / len(files):.2f} MB each, {mb:.0f} MB in all), "

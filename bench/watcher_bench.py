@@ -36,29 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from upload_ack import REDIS_URL, free_port, make_jpegs  # noqa: E402 - after the path set-up
-
-
-def start_gunicorn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    import requests
-
-    port = free_port()
-    log = open(log_path, "wb")  # noqa: SIM115 - the server's log, open while it runs
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
-         "webapp:create_app()"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return server, base
-        if server.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not come up; see {log_path}")
+from upload_ack import REDIS_URL, make_jpegs  # noqa: E402 - after the path set-up
 
 
 def run_watcher(env: dict[str, str], folder: Path, base: str, event_id: int, token: str, args: list[str]) -> dict:
@@ -108,7 +86,7 @@ def main() -> int:
         print(f"watcher bench: SKIPPED: no Redis at {REDIS_URL}: {exc}", file=sys.stderr)
         return 2
 
-    from benchenv import isolated_environment
+    from benchenv import isolated_environment, start_gunicorn
 
     # The server's upload rate limit (100 requests/minute by default) is not what this measures.
     tmp, env = isolated_environment("snapmatch-watcher-bench-", REDIS_URL, UPLOAD_RATE_LIMIT="1000000/minute")
