@@ -147,7 +147,8 @@ def main() -> int:
                 base + join, json={"access_code": event["access_code"]}, headers={"Authorization": f"Bearer {attendee}"}
             )
         print(
-            f"gunicorn as in gunicorn.conf.py (2 gevent workers) on loopback; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+            "gunicorn as in gunicorn.conf.py (2 gevent workers) on loopback; "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
         print("1. 100 MB body to POST /api/events/<id>/join (JSON route, limit 64 KiB)")
         for chunked in (False, False, True, True):
