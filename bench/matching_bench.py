@@ -44,6 +44,7 @@ from matching_sets import FacesDevMissing, Library, load_library  # noqa: E402
 from snapmatch.matching_rule import (  # noqa: E402
     Attendee,
     MatchRule,
+    Outside,
     Verdict,
     decide,
     group_labels,
@@ -258,7 +259,21 @@ def _time_one_event(size: int, attendees_n: int, rng: np.random.Generator) -> tu
         members = [f for g in groups for f in members_of[g]]
         rows = np.asarray(members, dtype=np.int64) - 1
         labels = [group_of[f] for f in members]
-        decide(index.vectors[rows], index.photo_ids[rows], index.widths[rows], labels, attendees, rule)
+        inside = set(members)
+
+        # As the worker reads beyond the touched groups: the attendee's evidence, the index's neighbours.
+        def own(a: int) -> tuple[np.ndarray, np.ndarray]:
+            theirs = np.asarray([f - 1 for f in members_of.get(a, []) if f not in inside], dtype=np.int64)
+            return index.photo_ids[theirs], index.vectors[theirs]
+
+        def near(v: np.ndarray) -> tuple[np.ndarray, list[int | None]]:
+            hit = [int(f) for f in index.face_ids[index._within(v[None, :], rule.link)[:, 0]] if int(f) not in inside]
+            owners = [group_of[f] if group_of[f] in attendees else None for f in hit]
+            return index.vectors[np.asarray(hit, dtype=np.int64) - 1], owners
+
+        decide(
+            index.vectors[rows], index.photo_ids[rows], index.widths[rows], labels, attendees, rule, Outside(own, near)
+        )
 
     photo_times, selfie_times = [], []
     for trial in range(20):

@@ -7,6 +7,7 @@ as evidence for the event-wide rule (``snapmatch.matching_rule``), which re-deci
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -197,29 +198,47 @@ def add_reference(
             select(func.count()).select_from(selfie_references).where(selfie_references.c.selfie_id == selfie.id)
         ).scalar()
     if 1 + int(count or 0) >= settings.MAX_REFERENCE_PHOTOS:
-        raise Conflict(
-            f"You already have {settings.MAX_REFERENCE_PHOTOS} reference photos (the selfie included).",
-            code="too_many_reference_photos",
-        )
+        raise _too_many_references(settings)
     spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
     try:
         header = check_spooled(spooled, settings)
-        image_key = f"selfies/{event_id}/{user.id}/ref-{spooled.sha256}.{header.type.name.lower()}"
+        # A key of its own (not only the content hash): a refused upload deletes its image, never
+        # the same photo uploaded at the same moment.
+        suffix = f"{spooled.sha256[:32]}-{secrets.token_hex(8)}.{header.type.name.lower()}"
+        image_key = f"selfies/{event_id}/{user.id}/ref-{suffix}"
         storage.put_file(image_key, spooled.path, header.type.value)
     finally:
         spooled.discard()
     now = db.utcnow()
-    with db.transaction() as conn:
-        reference_id = conn.execute(
-            insert(selfie_references).values(
-                selfie_id=selfie.id,
-                image_key=image_key,
-                status=SelfieStatus.PROCESSING.value,
-                created_at=now,
-                updated_at=now,
-            )
-        ).inserted_primary_key[0]
+    try:
+        with db.transaction() as conn:
+            # Counted again under the event lock: simultaneous uploads cannot pass the limit together.
+            lock_event(conn, event_id)
+            count = conn.execute(
+                select(func.count()).select_from(selfie_references).where(selfie_references.c.selfie_id == selfie.id)
+            ).scalar()
+            if 1 + int(count or 0) >= settings.MAX_REFERENCE_PHOTOS:
+                raise _too_many_references(settings)
+            reference_id = conn.execute(
+                insert(selfie_references).values(
+                    selfie_id=selfie.id,
+                    image_key=image_key,
+                    status=SelfieStatus.PROCESSING.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]
+    except BaseException:
+        storage.delete(image_key)  # not recorded: nothing else will ever delete it
+        raise
     return ReferenceUpload(int(reference_id), image_key)
+
+
+def _too_many_references(settings: Settings) -> Conflict:
+    return Conflict(
+        f"You already have {settings.MAX_REFERENCE_PHOTOS} reference photos (the selfie included).",
+        code="too_many_reference_photos",
+    )
 
 
 def process_reference(reference_id: int, *, engine, storage: Storage, settings: Settings, redis) -> str:  # type: ignore[no-untyped-def]

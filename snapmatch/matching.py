@@ -21,7 +21,9 @@ from snapmatch.errors import SnapmatchError
 from snapmatch.faces import DetectedFace, embedding_to_bytes
 from snapmatch.matching_rule import (
     Attendee,
+    Basis,
     MatchRule,
+    Outside,
     ProviderRule,
     Verdict,
     decide,
@@ -112,6 +114,18 @@ class EventIndex:
         self.last_id = max(self.last_id, int(max(face_ids)))
 
     def refresh(self, conn: Connection, event_id: int) -> None:
+        self._append_new(conn, event_id)
+        # Faces deleted by a re-run leave stale rows, and SQLite gives a deleted last id to the next
+        # face (so "above the last id seen" would miss it): when the counts differ, read it all again.
+        stored = conn.execute(
+            select(func.count()).where(faces.c.event_id == event_id, faces.c.provider_face_id.is_(None))
+        ).scalar_one()
+        if stored != self.size:
+            fresh = EventIndex()
+            fresh._append_new(conn, event_id)
+            self.__dict__.update(fresh.__dict__)
+
+    def _append_new(self, conn: Connection, event_id: int) -> None:
         rows = conn.execute(
             select(faces.c.id, faces.c.photo_id, faces.c.width, faces.c.embedding)
             .where(faces.c.event_id == event_id, faces.c.id > self.last_id, faces.c.provider_face_id.is_(None))
@@ -243,10 +257,68 @@ def _held(conn: Connection, table, face_ids: Sequence[int]) -> set[tuple[int, in
     return out
 
 
-def _redecide_groups(conn: Connection, event_id: int, group_ids: set[int], rule: MatchRule) -> set[int]:
+def _outside(
+    conn: Connection, event_id: int, member_ids: Sequence[int], selfie_of: dict[int, int], rule: MatchRule
+) -> Outside:
+    """What the rule reads beyond the re-decided groups, from the stored matches and the event index.
+
+    Evidence is what the direct, group and is-me rules made sure (``basis`` is not ``centre``)."""
+    members = set(member_ids)
+    evidence = matches.c.basis.is_(None) | (matches.c.basis != Basis.CENTRE.value)
+    user_of = {s: u for u, s in selfie_of.items()}
+
+    def own(attendee: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = [
+            r
+            for r in conn.execute(
+                select(faces.c.id, faces.c.photo_id, faces.c.embedding)
+                .join(matches, matches.c.face_id == faces.c.id)
+                .where(matches.c.selfie_id == selfie_of[attendee], evidence)
+            )
+            if r.id not in members
+        ]
+        vectors = _stack([r.embedding for r in rows])
+        return np.asarray([r.photo_id for r in rows], np.int64), (
+            vectors if vectors is not None else np.zeros((0, 128), np.float32)
+        )
+
+    def near(descriptor: np.ndarray) -> tuple[np.ndarray, list[int | None]]:
+        index = _event_index(conn, event_id)
+        found = sorted(set(_ids_within(index, descriptor, rule.link)) - members)
+        vectors: list[np.ndarray] = []
+        owners: list[int | None] = []
+        for chunk in _chunks(found):
+            owner_of = {
+                r.face_id: user_of.get(r.selfie_id)
+                for r in conn.execute(
+                    select(matches.c.face_id, matches.c.selfie_id).where(matches.c.face_id.in_(chunk), evidence)
+                )
+            }
+            for r in conn.execute(select(faces.c.id, faces.c.embedding).where(faces.c.id.in_(chunk))):
+                vector = np.frombuffer(r.embedding, np.float32)
+                # The index is a cache: keep only faces that still exist and are really that close.
+                if float(np.linalg.norm(vector - descriptor)) <= rule.link:
+                    vectors.append(vector)
+                    owners.append(owner_of.get(r.id))
+        return (np.stack(vectors) if vectors else np.zeros((0, len(descriptor)), np.float32)), owners
+
+    return Outside(own=own, near=near)
+
+
+def _ids_within(index: EventIndex, descriptor: np.ndarray, radius: float) -> list[int]:
+    if index.size == 0:
+        return []
+    return [int(f) for f in index.face_ids[index._within(np.asarray(descriptor, np.float32)[None, :], radius)[:, 0]]]
+
+
+def _redecide_groups(
+    conn: Connection, event_id: int, group_ids: set[int], rule: MatchRule, *, follow: bool = True
+) -> set[int]:
     """Apply the rule to every face of the given groups and rewrite their matches and maybes.
 
-    Returns the users whose photos or maybes changed (their caches must go)."""
+    When an attendee's evidence changes (faces made theirs by the direct, group or is-me rule),
+    their maybe and ``centre`` faces elsewhere are re-decided too (``follow``): those read the
+    mean of that evidence. Returns the users whose photos or maybes changed (their caches must go)."""
     if not group_ids:
         return set()
     members = []
@@ -267,17 +339,27 @@ def _redecide_groups(conn: Connection, event_id: int, group_ids: set[int], rule:
         [m.group_id for m in members],
         attendees,
         rule,
+        _outside(conn, event_id, face_ids, selfie_of, rule),
     )
-    new_sure = {(selfie_of[d.attendee], face_ids[d.face]) for d in decisions if d.verdict is Verdict.SURE}
+    basis = {
+        (selfie_of[d.attendee], face_ids[d.face]): d.basis.value if d.basis else None
+        for d in decisions
+        if d.verdict is Verdict.SURE
+    }
+    new_sure = set(basis)
     new_maybe = {(selfie_of[d.attendee], face_ids[d.face]) for d in decisions if d.verdict is Verdict.MAYBE}
-    old_sure = _held(conn, matches, face_ids)
+    old_basis = _held_basis(conn, face_ids)
+    old_sure = set(old_basis)
     old_maybe = _held(conn, maybe_matches, face_ids)
-    if new_sure == old_sure and new_maybe == old_maybe:
+    if basis == old_basis and new_maybe == old_maybe:
         return set()
     by_face = {m.id: m for m in members}
     distance = {(selfie_of[d.attendee], face_ids[d.face]): d.distance for d in decisions}
+    # A face held for the same selfie on another basis is rewritten (its basis decides if it is evidence).
+    rebased = {key for key in old_sure & new_sure if old_basis[key] != basis[key]}
     for table, old, new in ((matches, old_sure, new_sure), (maybe_matches, old_maybe, new_maybe)):
-        for selfie_id, face_id in old - new:
+        extra = rebased if table is matches else set()
+        for selfie_id, face_id in (old - new) | extra:
             conn.execute(delete(table).where(table.c.selfie_id == selfie_id, table.c.face_id == face_id))
         added = [
             {
@@ -286,17 +368,53 @@ def _redecide_groups(conn: Connection, event_id: int, group_ids: set[int], rule:
                 "photo_id": by_face[f].photo_id,
                 "event_id": event_id,
                 "distance": distance[(s, f)],
+                **({"basis": basis[(s, f)]} if table is matches else {}),
             }
-            for s, f in new - old
+            for s, f in (new - old) | extra
         ]
         if added:
             conn.execute(insert(table), added)
     changed_selfies = {s for s, _ in (old_sure ^ new_sure) | (old_maybe ^ new_maybe)}
-    return (
+    changed = (
         set(conn.execute(select(selfies.c.user_id).where(selfies.c.id.in_(changed_selfies))).scalars().all())
         if changed_selfies
         else set()
     )
+    if follow:
+        evidence_before = {k for k, b in old_basis.items() if b != Basis.CENTRE.value}
+        evidence_after = {k for k, b in basis.items() if b != Basis.CENTRE.value}
+        moved = {s for s, _ in evidence_before ^ evidence_after}
+        changed |= _redecide_groups(conn, event_id, _groups_reading(conn, moved) - group_ids, rule, follow=False)
+    return changed
+
+
+def _held_basis(conn: Connection, face_ids: Sequence[int]) -> dict[tuple[int, int], str | None]:
+    out: dict[tuple[int, int], str | None] = {}
+    for chunk in _chunks(face_ids):
+        query = select(matches.c.selfie_id, matches.c.face_id, matches.c.basis).where(matches.c.face_id.in_(chunk))
+        out.update({(int(r.selfie_id), int(r.face_id)): r.basis for r in conn.execute(query)})
+    return out
+
+
+def _groups_reading(conn: Connection, selfie_ids: set[int]) -> set[int]:
+    """Groups holding a maybe or a ``centre`` face of these selfies: their decision reads the mean
+    of the selfie's evidence."""
+    if not selfie_ids:
+        return set()
+    face_ids: set[int] = set()
+    for chunk in _chunks(sorted(selfie_ids)):
+        face_ids |= set(
+            conn.execute(select(maybe_matches.c.face_id).where(maybe_matches.c.selfie_id.in_(chunk))).scalars()
+        )
+        face_ids |= set(
+            conn.execute(
+                select(matches.c.face_id).where(matches.c.selfie_id.in_(chunk), matches.c.basis == Basis.CENTRE.value)
+            ).scalars()
+        )
+    groups: set[int] = set()
+    for chunk in _chunks(sorted(face_ids)):
+        groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
+    return groups
 
 
 def _group_new_faces(
@@ -355,6 +473,24 @@ def _group_new_faces(
         conn.execute(insert(face_groups).values(face_id=face_id, event_id=event_id, group_id=target))
         touched.add(target)
     return touched
+
+
+def held_groups(conn: Connection, selfie_id: int) -> set[int]:
+    """Groups of the faces a selfie holds (sure or maybe): read before the selfie lets them go."""
+    face_ids: set[int] = set()
+    for table in (matches, maybe_matches):
+        face_ids |= set(conn.execute(select(table.c.face_id).where(table.c.selfie_id == selfie_id)).scalars())
+    groups: set[int] = set()
+    for chunk in _chunks(sorted(face_ids)):
+        groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
+    return groups
+
+
+def release_groups(conn: Connection, event_id: int, groups: set[int], threshold: float) -> set[int]:
+    """Re-decide the groups a deleted or replaced selfie held (from ``held_groups``), once its rows
+    are gone: the runner-up attendee of a face it held may now have it. Call under the event lock;
+    returns the users whose photos changed."""
+    return _redecide_groups(conn, event_id, groups, MatchRule.from_threshold(threshold))
 
 
 def rematch_attendee(conn: Connection, event_id: int, user_id: int, rule: MatchRule) -> set[int]:

@@ -19,6 +19,13 @@ The rule, in words (the README's matching section gives the figures behind each 
   attendee's: the group's median distance to the attendee is at most ``group_median``, no other
   attendee has a sure face in it, and the attendee never said "not me" to one of its photos. That
   is how a photo far from the selfie (years apart, other light) joins.
+* **Sure, through the attendee's own photos** (a lone photo: nobody else's face is like it): the
+  face is the attendee's by the margin and within ``threshold`` of their references, and it is within
+  ``centre`` of the mean of their references and of the faces already theirs by the rules above (the
+  mean of several photos of a person estimates them better than one selfie; a look-alike is close
+  to one photo, rarely to the mean), and no face like it (within ``link``, any photo) is someone
+  else's: another attendee's, or beyond ``threshold`` of this attendee. A small face must also be
+  within ``sure``.
 * **Maybe**: otherwise, when the face is within ``threshold`` (the do-it-yourself rule's 0.6) of
   its closest attendee (even without the margin): shown apart, never as theirs until they confirm.
 * **Corrections** win: "not me" hides the photo for that attendee and the faces they rejected
@@ -28,7 +35,7 @@ The rule, in words (the README's matching section gives the figures behind each 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -38,6 +45,15 @@ import numpy as np
 class Verdict(StrEnum):
     SURE = "sure"
     MAYBE = "maybe"
+
+
+class Basis(StrEnum):
+    """Why a face is sure (stored with the match: ``CENTRE`` ones never count as evidence)."""
+
+    DIRECT = "direct"
+    GROUP = "group"
+    IS_ME = "is_me"
+    CENTRE = "centre"
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,9 @@ class MatchRule:
     group_median: float = 0.6
     min_group: int = 3
     margin: float = 0.02
+    # A lone face within ``threshold`` is sure when it is this close to the mean of the attendee's
+    # references and sure faces (measured: faces-dev impostors >= 0.534 once the veto applies).
+    centre: float = 0.52
     # A group never grows past this by merging (chained look-alikes in a huge event): a new face
     # then joins only the group it links to most, so re-deciding a group stays cheap.
     max_group: int = 1000
@@ -66,6 +85,7 @@ class MatchRule:
             sure_small=base.sure_small + shift,
             reach=base.reach + shift,
             group_median=base.group_median + shift,
+            centre=base.centre + shift,
         )
 
 
@@ -85,6 +105,20 @@ class FaceDecision:
     attendee: int
     verdict: Verdict
     distance: float
+    basis: Basis | None = None  # why it is sure (None for maybe)
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Faces of the event that are not among those given to ``decide`` (the service re-decides a
+    few groups at a time; the bench gives every face at once and needs none of this).
+
+    ``own(attendee)``: (photo ids, descriptors) of the attendee's faces sure by the direct, group or
+    is-me rule. ``near(descriptor, exclude_photo)``: (descriptors, owners) of faces within ``link``
+    of the descriptor, the owner being the attendee they are sure for by those rules, or None."""
+
+    own: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    near: Callable[[np.ndarray], tuple[np.ndarray, list[int | None]]]
 
 
 def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -155,9 +189,11 @@ def decide(
     groups: Sequence[int],
     attendees: Mapping[int, Attendee],
     rule: MatchRule,
+    outside: Outside | None = None,
 ) -> list[FaceDecision]:
     """Sure and maybe faces per attendee, for the given faces (whole groups: the decision for a
-    face reads its whole group, so callers pass every face of each group they re-decide)."""
+    face reads its whole group, so callers pass every face of each group they re-decide; what the
+    rule reads beyond them comes from ``outside``)."""
     n = len(descriptors)
     if n == 0 or not attendees:
         return []
@@ -208,16 +244,112 @@ def decide(
             if excluded[i]:
                 continue
             if int(photos[i]) in attendees[a].is_me_photos:
-                decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i])))
+                decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.IS_ME))
                 continue
             stranger_group = _among_strangers(i, members, descriptors, dist[k], rule)
             joins_group = group_is_theirs and k == group_owner and d1[i] <= rule.reach
-            if (direct[i] and not stranger_group) or joins_group:
-                decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i])))
+            if direct[i] and not stranger_group:
+                decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.DIRECT))
+            elif joins_group:
+                decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.GROUP))
             elif d1[i] <= rule.threshold:
                 # Borderline, or too close to call between two attendees: offered to the closest.
                 decisions.append(FaceDecision(int(i), a, Verdict.MAYBE, float(d1[i])))
-    return decisions
+    runner_up = [ids[int(order[1][i])] if len(ids) > 1 else None for i in range(n)]
+    return _promote_lone_faces(
+        decisions, descriptors, photos, small, attendees, rule, clear & ~excluded, excluded, runner_up, outside
+    )
+
+
+def _promote_lone_faces(
+    decisions: list[FaceDecision],
+    descriptors: np.ndarray,
+    photos: np.ndarray,
+    small: np.ndarray,
+    attendees: Mapping[int, Attendee],
+    rule: MatchRule,
+    clear: np.ndarray,
+    excluded: np.ndarray,
+    runner_up: Sequence[int | None],
+    outside: Outside | None,
+) -> list[FaceDecision]:
+    """Maybe faces that the attendee's own photos vouch for become sure (``Basis.CENTRE``).
+
+    Evidence is only what the other rules made sure (never a face promoted here), so the outcome
+    does not depend on the order photos arrive in."""
+    # A small face's descriptor is vaguer: it needs both this test and to be within ``sure``.
+    candidates = [
+        d
+        for d in decisions
+        if d.verdict is Verdict.MAYBE and not excluded[d.face] and (not small[d.face] or d.distance <= rule.sure)
+    ]
+    if not candidates:
+        return decisions
+    owner: dict[int, int] = {d.face: d.attendee for d in decisions if d.verdict is Verdict.SURE}
+    own_here: dict[int, list[int]] = {}
+    for face, attendee in owner.items():
+        own_here.setdefault(attendee, []).append(face)
+    own_outside: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def to_centre(a: int, i: int) -> float | None:
+        refs = attendees[a].references
+        if a not in own_outside:
+            own_outside[a] = outside.own(a) if outside else (np.zeros(0, np.int64), np.zeros((0, refs.shape[1])))
+        out_photos, out_vectors = own_outside[a]
+        here = [j for j in own_here.get(a, []) if photos[j] != photos[i]]
+        evidence = np.concatenate([refs, descriptors[here], out_vectors[out_photos != photos[i]]])
+        if len(evidence) < 2:  # one selfie alone is no more than the direct rule already read
+            return None
+        return float(np.linalg.norm(descriptors[i] - evidence.mean(axis=0)))
+
+    promoted: dict[int, FaceDecision] = {}
+    for d in candidates:
+        i, a = d.face, d.attendee
+        mine = to_centre(a, i)
+        if mine is None or mine > rule.centre:
+            continue
+        if not clear[i]:
+            # Too close to call on the references alone: the attendee's own photos must lead the
+            # runner-up's (their references and their own photos) by the margin.
+            b = runner_up[i]
+            refs_b = pairwise(attendees[b].references, descriptors[i : i + 1]).min()
+            theirs = to_centre(b, i)
+            if min(float(refs_b), theirs if theirs is not None else np.inf) - mine < rule.margin:
+                continue
+        if _someone_else_alike(i, a, descriptors, owner, attendees, rule, outside):
+            continue
+        promoted[i] = FaceDecision(i, a, Verdict.SURE, d.distance, Basis.CENTRE)
+    if not promoted:
+        return decisions
+    return [promoted.get(d.face, d) if d.verdict is Verdict.MAYBE else d for d in decisions]
+
+
+def _someone_else_alike(
+    face: int,
+    attendee: int,
+    descriptors: np.ndarray,
+    owner: Mapping[int, int],
+    attendees: Mapping[int, Attendee],
+    rule: MatchRule,
+    outside: Outside | None,
+) -> bool:
+    """A face within ``link`` of this one (any photo: a collage holds one person many times) is
+    another attendee's, or nobody's and beyond ``threshold`` of this attendee: someone else."""
+    close = pairwise(descriptors[face : face + 1], descriptors)[0] <= rule.link
+    close[face] = False
+    vectors = [descriptors[close]]
+    owners: list[int | None] = [owner.get(int(j)) for j in np.flatnonzero(close)]
+    if outside is not None:
+        out_vectors, out_owners = outside.near(descriptors[face])
+        vectors.append(out_vectors)
+        owners += out_owners
+    near = np.concatenate(vectors)
+    if not len(near):
+        return False
+    if any(o is not None and o != attendee for o in owners):
+        return True
+    to_attendee = pairwise(attendees[attendee].references, near).min(axis=0)
+    return any(o is None and float(t) > rule.threshold for o, t in zip(owners, to_attendee, strict=True))
 
 
 def _among_strangers(

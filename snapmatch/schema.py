@@ -205,6 +205,8 @@ matches = Table(
     Column("photo_id", Id, ForeignKey("photos.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
     Column("distance", Float, nullable=False),
+    # Which rule made the face theirs (matching_rule.Basis); "centre" ones are never evidence.
+    Column("basis", String(8), nullable=True),
     UniqueConstraint("selfie_id", "face_id", name="uq_matches_selfie_face"),
     Index("ix_matches_selfie_photo", "selfie_id", "photo_id"),
 )

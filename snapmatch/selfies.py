@@ -14,9 +14,9 @@ from snapmatch.accounts import User
 from snapmatch.corrections import forget_references
 from snapmatch.errors import InvalidUpload, NotFound, SnapmatchError, user_message
 from snapmatch.ingest import check_spooled, spool
-from snapmatch.matching import lock_event
+from snapmatch.matching import held_groups, lock_event, release_groups
 from snapmatch.schema import SelfieStatus, matches, maybe_matches, selfies
-from snapmatch.settings import Settings
+from snapmatch.settings import Settings, get_settings
 from snapmatch.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,14 @@ class SelfieUpload:
     generation: int
     # The replaced selfie's face in a provider collection, recorded for deletion (None with the local engine).
     stale_provider_face_id: str | None = None
+    # Other attendees whose photos changed: faces the replaced selfie held went to them.
+    changed_users: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class SelfieDeleted:
+    provider_face_id: str | None  # the face the provider still holds, owed for deletion
+    changed_users: frozenset[int]  # other attendees who now have faces the selfie held
 
 
 def put_selfie(
@@ -90,6 +98,7 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
                 )
             ).inserted_primary_key[0]
             return SelfieUpload(selfie_id, image_key, 0), None
+        released = held_groups(conn, row.id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         # The old image and face leave the storage and the provider's collection even if Redis or the
         # storage is down right now.
@@ -116,7 +125,9 @@ def _record_selfie(user: User, event_id: int, image_key: str) -> tuple[SelfieUpl
                 updated_at=now,
             )
         )
-    return SelfieUpload(row.id, image_key, generation, row.provider_face_id), row.image_key
+        # Until the new selfie is described, the attendee holds nothing: others may have those faces.
+        changed = release_groups(conn, event_id, released, get_settings().FACE_MATCH_THRESHOLD) - {user.id}
+    return SelfieUpload(row.id, image_key, generation, row.provider_face_id, frozenset(changed)), row.image_key
 
 
 def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
@@ -124,12 +135,13 @@ def get_selfie(user: User, event_id: int):  # type: ignore[no-untyped-def]
         return conn.execute(select(selfies).where(selfies.c.event_id == event_id, selfies.c.user_id == user.id)).first()
 
 
-def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
+def delete_selfie(user: User, event_id: int, *, storage: Storage) -> SelfieDeleted:
     """Forget the attendee's face: the selfie image, its descriptor and every match.
 
     The image and the provider's face are owed for deletion in the same transaction (``deletions``),
-    so a storage error or a Redis outage cannot keep them. Returns the face id the provider still
-    holds, if the engine keeps one."""
+    so a storage error or a Redis outage cannot keep them. The faces it held are re-decided without
+    it (another attendee may be in those photos). Returns the face id the provider still holds, if
+    the engine keeps one, and the other attendees whose photos changed."""
     with db.transaction() as conn:
         lock_event(conn, event_id)  # a photo committing now must not add matches to a selfie being deleted
         row = conn.execute(
@@ -139,9 +151,11 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
         ).first()
         if row is None:
             raise NotFound("You have no selfie in this event.", code="selfie_not_found")
+        released = held_groups(conn, row.id)
         reference_keys = forget_references(conn, row.id, user.id, event_id)
         conn.execute(delete(matches).where(matches.c.selfie_id == row.id))
         conn.execute(delete(selfies).where(selfies.c.id == row.id))
+        changed = release_groups(conn, event_id, released, get_settings().FACE_MATCH_THRESHOLD) - {user.id}
         deletions.record(
             conn,
             event_id,
@@ -149,7 +163,7 @@ def delete_selfie(user: User, event_id: int, *, storage: Storage) -> str | None:
             storage_keys=[row.image_key, *reference_keys],
         )
     deletions.delete_stored(storage, [row.image_key, *reference_keys])
-    return row.provider_face_id
+    return SelfieDeleted(row.provider_face_id, frozenset(changed))
 
 
-__all__ = ["InvalidUpload", "SelfieUpload", "delete_selfie", "get_selfie", "put_selfie"]
+__all__ = ["InvalidUpload", "SelfieDeleted", "SelfieUpload", "delete_selfie", "get_selfie", "put_selfie"]

@@ -79,7 +79,7 @@ def database_url(request, tmp_path) -> str:  # type: ignore[no-untyped-def]
 def env(monkeypatch, tmp_path, database_url, redis_url) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
     """Environment for this test (also handed to subprocesses), migrated DB, empty Redis DB."""
     from jobs import runtime
-    from snapmatch import db, settings, storage
+    from snapmatch import db, matching, settings, storage
 
     var = tmp_path / "var"
     values = {
@@ -96,6 +96,7 @@ def env(monkeypatch, tmp_path, database_url, redis_url) -> Iterator[dict[str, st
     settings.get_settings.cache_clear()
     runtime.get_runtime.cache_clear()
     storage._cache.clear()
+    matching._indexes.clear()  # per-process caches keyed by event id: every test's event 1 is new
     db.dispose_all()
     redis_lib.Redis.from_url(redis_url).flushdb()
     db.migrate()

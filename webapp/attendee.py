@@ -47,7 +47,7 @@ def put_selfie(event_id: int):  # type: ignore[no-untyped-def]
     result = selfies.put_selfie(
         user, event_id, upload.stream, storage=storage(), settings=settings(), tmp_dir=upload_tmp_dir()
     )
-    cache.invalidate_my_photos(redis(), event_id, [user.id])
+    cache.invalidate_my_photos(redis(), event_id, [user.id, *result.changed_users])
     job_id = None
     try:
         job_id = enqueue_selfie(redis(), result.selfie_id, result.image_key, result.generation)
@@ -84,9 +84,9 @@ def get_selfie(event_id: int):  # type: ignore[no-untyped-def]
 def delete_selfie(event_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
     events.joined_event(user, event_id)
-    provider_face_id = selfies.delete_selfie(user, event_id, storage=storage())
-    cache.invalidate_my_photos(redis(), event_id, [user.id])
-    if provider_face_id:
+    deleted = selfies.delete_selfie(user, event_id, storage=storage())
+    cache.invalidate_my_photos(redis(), event_id, [user.id, *deleted.changed_users])
+    if deleted.provider_face_id:
         try:
             enqueue_provider_deletions(redis(), event_id)
         except RedisError as exc:  # the deletion is recorded in the database: the sweeper enqueues it

@@ -126,7 +126,7 @@ class RetryGate:
             else:
                 delay = max(self._until - now, retry_after or 0.0)
             self._until = max(self._until, now + delay)
-            return self._until - now
+            return max(delay, self._until - now)  # (now + delay) - now may round below delay
 
     def succeeded(self) -> None:
         with self._lock:

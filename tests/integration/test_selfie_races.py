@@ -302,3 +302,41 @@ def test_a_selfie_the_storage_cannot_take_gets_503_with_a_code(client, make_user
     assert resp.status_code == 503 and resp.json["error"]["code"] == "storage_error"
     assert "/mnt" not in resp.json["error"]["message"]
     assert _selfie_rows(event_id) == []
+
+
+def test_simultaneous_reference_photos_never_pass_the_limit(app, client, make_user, env, face_images) -> None:  # type: ignore[no-untyped-def]
+    """Six reference photos at once, limit 3 (the selfie and two more): two are taken, four refused
+    with too_many_reference_photos, and the refused ones leave no image behind."""
+    from snapmatch import db
+    from snapmatch.schema import selfie_references
+
+    event_id, attendee, user_id = _joined_attendee(client, make_user)
+    me = face_images / "obama.jpg"
+    put = client.put(
+        f"/api/events/{event_id}/selfie",
+        data={"file": (io.BytesIO(variant(me, seed=1)), "me.jpg")},
+        headers=auth(attendee),
+    )
+    assert put.status_code == 202
+    bodies = [variant(me, seed=s, crop=0.9) for s in range(2, 8)]
+    barrier = threading.Barrier(len(bodies))
+    answers: list[tuple[int, str | None]] = []
+
+    def post(body: bytes) -> None:
+        own = app.test_client()
+        barrier.wait()
+        resp = own.post(
+            f"/api/events/{event_id}/selfies", data={"file": (io.BytesIO(body), "ref.jpg")}, headers=auth(attendee)
+        )
+        answers.append((resp.status_code, (resp.json or {}).get("error", {}).get("code")))
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers) == [(202, None)] * 2 + [(409, "too_many_reference_photos")] * 4, answers
+    with db.connection() as conn:
+        keys = set(conn.execute(select(selfie_references.c.image_key)).scalars())
+    stored = {k for k in _stored_selfie_keys(Path(env["SNAPMATCH_VAR_DIR"]), event_id, user_id) if "/ref-" in k}
+    assert len(keys) == 2 and stored == keys

@@ -65,8 +65,8 @@ def test_a_strangers_group_is_not_handed_to_a_lookalike_on_one_close_face() -> N
 
 
 def test_small_faces_need_stronger_evidence_and_do_not_chain() -> None:
-    verdicts = run([at(0.48), at(0.48, 0.1)], {1: me(at(0))}, widths=[50.0, 120.0])
-    assert verdicts == {(1, 100): Verdict.MAYBE, (1, 101): Verdict.SURE}
+    verdicts = run([at(0.48), at(0.6, 0.3)], {1: me(at(0))}, widths=[50.0, 120.0])
+    assert verdicts == {(1, 100): Verdict.MAYBE}  # 0.48: sure for a big face, not for a small one
     labels = group_labels(np.stack([at(0.48), at(0.48, 0.1)]), [1, 2], [50.0, 120.0], RULE)
     assert labels[0] != labels[1]
 
@@ -129,3 +129,78 @@ def test_groups_merge_until_the_cap_then_a_face_joins_the_group_it_links_to_most
     assert join_groups({3: 1, 5: 2}, {3: 10, 5: 20}, 9, RULE) == (3, {5})
     capped = replace(RULE, max_group=25)
     assert join_groups({3: 1, 5: 2}, {3: 10, 5: 20}, 9, capped) == (5, set())
+
+
+# ---- lone photos vouched for by the attendee's own photos --------------------------------------
+# Here faces spread over many dimensions, as real descriptors do: the mean of several photos of a
+# person is then closer to a new photo of them than any single photo is.
+
+
+def spread(*coords: tuple[int, float]) -> np.ndarray:
+    v = np.zeros(128, np.float32)
+    for dim, value in coords:
+        v[dim] = value
+    return v
+
+
+def person(n: int, rng_seed: int, spread_to: float = 0.3) -> list[np.ndarray]:
+    """n photos of one person: the same centre, each off it in its own directions."""
+    rng = np.random.default_rng(rng_seed)
+    centre = np.zeros(128, np.float32)
+    centre[100] = 1.0
+    out = []
+    for _ in range(n):
+        offset = rng.normal(0, 1, 128).astype(np.float32)
+        offset[100] = 0.0
+        out.append(centre + offset / np.linalg.norm(offset) * spread_to)
+    return out
+
+
+def test_a_lone_borderline_photo_is_theirs_when_their_own_photos_vouch_for_it() -> None:
+    selfie, *photos = person(6, 1)
+    lone = np.zeros(128, np.float32)
+    lone[100] = 1.0
+    lone[120] = 0.48  # a new direction: no photo of theirs is within `link` of it
+    distances = np.linalg.norm(np.stack(photos + [lone]) - selfie, axis=1)
+    assert 0.52 < distances[-1] <= 0.6 and (distances[:-1] <= 0.52).all()
+    verdicts = run(photos + [lone], {1: me(selfie)})
+    assert verdicts[(1, 105)] is Verdict.SURE  # the DIY rule gets it; before, it was only "maybe"
+    # Without their other photos, the same face is only maybe.
+    assert run([lone], {1: me(selfie)}) == {(1, 100): Verdict.MAYBE}
+
+
+def test_a_lookalike_close_to_one_photo_but_far_from_the_mean_stays_maybe() -> None:
+    selfie, *photos = person(6, 2)
+    stranger = selfie.copy()
+    stranger[120] = 0.55  # close to the selfie (0.55) but not to the person's other photos
+    verdicts = run(photos + [stranger], {1: me(selfie)})
+    assert verdicts[(1, 105)] is Verdict.MAYBE
+
+
+def test_a_face_like_someone_elses_is_never_vouched_for() -> None:
+    selfie, *photos = person(6, 3)
+    lone = np.zeros(128, np.float32)
+    lone[100], lone[120] = 1.0, 0.48
+    twin = lone.copy()
+    twin[121] = 0.3  # within `link` of the lone face, but 0.68 from the selfie: someone else
+    decisions = decide(
+        np.stack(photos + [lone, twin]),
+        [100, 101, 102, 103, 104, 105, 105],  # the look-alike's two faces in one photo (a collage)
+        [120.0] * 7,
+        group_labels(np.stack(photos + [lone, twin]), [100, 101, 102, 103, 104, 105, 105], [120.0] * 7, RULE),
+        {1: me(selfie)},
+        RULE,
+    )
+    assert {d.verdict for d in decisions if d.face == 5} == {Verdict.MAYBE}
+
+
+def test_too_close_to_call_on_the_selfies_but_their_own_photos_decide() -> None:
+    selfie, *photos = person(6, 2)
+    lone = np.zeros(128, np.float32)
+    lone[100], lone[120] = 1.0, 0.48  # 0.583 from the selfie, 0.48 from the mean of their photos
+    other = lone.copy()
+    other[121] = 0.59  # another attendee's selfie, about as close to the face (0.59 vs 0.583)
+    attendees = {1: me(selfie), 2: me(other)}
+    assert run(photos + [lone], attendees)[(1, 105)] is Verdict.SURE
+    # On the two selfies alone it is too close to call: offered to the closer one, not shown.
+    assert run([lone], attendees) == {(1, 100): Verdict.MAYBE}
