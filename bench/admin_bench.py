@@ -59,8 +59,7 @@ def main() -> int:
     import redis
     import requests
 
-    from bench.benchenv import isolated_environment
-    from tests.conftest import free_port
+    from bench.benchenv import isolated_environment, start_gunicorn
 
     # The limiter stays on (its Redis call is part of every request); the 20 ms match poll needs more than 60/min.
     extra = {"PROMETHEUS_MULTIPROC_DIR": "", "MY_PHOTOS_RATE_LIMIT": "100000/minute"}
@@ -82,25 +81,12 @@ def main() -> int:
     db.migrate()
     procs: list[subprocess.Popen] = []
     try:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(tmp / "web.log", "wb")  # noqa: SIM115 - the server's log, open while it runs
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-                 "--bind", f"127.0.0.1:{port}", "--access-logfile", str(tmp / "access.log"),
-                 "--access-logformat", "%(m)s %(U)s %(s)s %(D)s", "webapp:create_app()"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        )  # fmt: skip
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url + "/healthz", timeout=5).ok:
-                    break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("gunicorn did not come up")
+        server, url = start_gunicorn(
+            env,
+            tmp / "web.log",
+            ["--access-logfile", str(tmp / "access.log"), "--access-logformat", "%(m)s %(U)s %(s)s %(D)s"],
+        )
+        procs.append(server)
 
         accounts.create_user("pho@bench.example", "photographer", "bench password 1")
         photographer = requests.Session()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +42,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    """The Procfile's web process (gunicorn.conf.py) on a free loopback port, in its own process
-    group; returns once /healthz answers (or raises with the end of its log)."""
+def start_gunicorn(env: dict[str, str], log_path: Path, extra_args: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
+    """The Procfile's web process (gunicorn.conf.py, plus ``extra_args``) on a free loopback port, in
+    its own process group; returns once /healthz answers (or raises with the end of its log)."""
     import requests
 
     port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - the server's log, open while it runs
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
-         "webapp:create_app()"],
+         *extra_args, "webapp:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

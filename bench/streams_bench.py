@@ -37,14 +37,6 @@ sys.path.insert(0, str(HERE))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/12"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, round(q * len(ordered)) - 1)]
@@ -143,28 +135,11 @@ def measure_my_photos(base: str, token: str, event_id: int, n: int, label: str) 
 
 
 def start_server(tmp: Path, env: dict[str, str], worker_class: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    args = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}"]
-    if worker_class != "gevent":
-        args += ["--worker-class", worker_class, "--threads", "8"]
-    log = open(tmp / "gunicorn.log", "wb")  # noqa: SIM115 (the server's log, open while it runs)
-    server = subprocess.Popen(
-        [*args, "webapp:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    import requests
+    from benchenv import start_gunicorn
 
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return server, port
-        except requests.RequestException:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            print((tmp / "gunicorn.log").read_text()[-3000:])
-            stop(server)
-            raise RuntimeError("gunicorn did not come up")
-        time.sleep(0.2)
+    extra = [] if worker_class == "gevent" else ["--worker-class", worker_class, "--threads", "8"]
+    server, base = start_gunicorn(env, tmp / "gunicorn.log", extra)
+    return server, int(base.rsplit(":", 1)[1])
 
 
 def stop(proc: subprocess.Popen) -> None:
