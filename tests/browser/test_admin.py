@@ -4,12 +4,9 @@ are refused both; a cross-site page cannot make rq-dashboard do anything."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import os
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
@@ -20,7 +17,6 @@ from rq import Queue
 from snapmatch import accounts, db
 from snapmatch.pipeline import mark_photo_failed
 from snapmatch.schema import photos
-from tests.conftest import free_port
 from tests.images import jpeg
 
 pytestmark = pytest.mark.slow
@@ -43,30 +39,6 @@ def _sign_in(browser: Browser, url: str, email: str) -> Page:
     page.wait_for_load_state("networkidle")
     assert "/login" not in page.url or page.locator("input[name=password]").count() == 0, "sign-in failed"
     return page
-
-
-@pytest.fixture
-def attacker_site() -> Iterator[tuple[str, dict[str, str]]]:
-    """A page on another site (localhost vs 127.0.0.1) whose content the test sets."""
-    pages: dict[str, str] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = pages.get(self.path, "").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_address[1]}", pages
-    server.shutdown()
 
 
 def _photo_status(photo_id: int) -> str:
