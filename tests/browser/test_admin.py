@@ -134,3 +134,30 @@ def test_admin_requeues_a_failed_photo_and_others_are_refused(
         for path in ("/admin", "/admin/rq/", "/admin/rq/0/data/queues.json"):
             response = page.goto(f"{url}{path}")
             assert response is not None and response.status == 403, (role, path, response and response.status)
+
+
+def test_rq_dashboard_shows_job_text_escaped_once(env, processes, browser, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """A file name with ' and & (and markup) in a job's description and in a failed job's error reads
+    as written in rq-dashboard's lists and job page: escaped once, never shown as &amp; or run."""
+    from rq import SimpleWorker
+
+    url = processes.web()  # no worker: the queued job stays queued
+    accounts.create_user("admin@example.com", "admin", PASSWORD)
+    name = "Tom's & Jerry's <b>finish</b>.jpg"
+    r = redis_lib.Redis.from_url(redis_url)
+    photos_queue = Queue("photos", connection=r)
+    failing = photos_queue.enqueue("builtins.int", name, description=f"photo 7 ({name})")
+    SimpleWorker([photos_queue], connection=r).work(burst=True)  # int(name) raises ValueError
+    assert failing.get_status(refresh=True) == "failed"
+    waiting = photos_queue.enqueue("jobs.schedules.record_queue_history", description=f"photo 8 ({name}) {XSS}")
+
+    admin = _sign_in(browser, url, "admin@example.com")
+    admin.goto(f"{url}/admin/rq/0/view/jobs/photos/queued/8/asc/1")
+    expect(admin.locator(".description")).to_have_text(f"photo 8 ({name}) {XSS}", timeout=15000)
+    admin.goto(f"{url}/admin/rq/0/view/jobs/photos/failed/8/asc/1")
+    expect(admin.locator(".description")).to_have_text(f"photo 7 ({name})", timeout=15000)
+    expect(admin.locator(".exc_info")).to_contain_text(f"invalid literal for int() with base 10: {name!r}")
+    admin.goto(f"{url}/admin/rq/0/view/job/{waiting.id}")
+    expect(admin.locator(".description-scroll")).to_have_text(f"photo 8 ({name}) {XSS}", timeout=15000)
+    assert "&amp;" not in admin.locator("body").inner_text()
+    assert admin.evaluate("window.__pwned") is None
