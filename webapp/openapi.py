@@ -499,8 +499,7 @@ def analysis_paths() -> Paths:
                 ),
                 400,
                 404,
-                roles="owner, admin, joined attendee (only photos they may see, unless the owner allowed "
-                "event-wide search)",
+                roles="owner, admin, joined attendee (only the photos they may see)",
                 params=[
                     EVENT_ID,
                     query(
@@ -520,13 +519,12 @@ def analysis_paths() -> Paths:
         },
         "/api/events/{event_id}": {
             "patch": operation(
-                "The event's search and analysis settings",
+                "The event's analysis setting",
                 (
                     200,
                     obj(
-                        ["id", "search_event_wide", "analysis_mode"],
+                        ["id", "analysis_mode"],
                         id=INT_ID,
-                        search_event_wide={"type": "boolean"},
                         analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
                     ),
                 ),
@@ -535,16 +533,13 @@ def analysis_paths() -> Paths:
                 params=[EVENT_ID],
                 body=json_body(
                     {
-                        **obj(
-                            search_event_wide={"type": "boolean"},
-                            analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]}),
-                        ),
+                        **obj(analysis_mode=nullable({"type": "string", "enum": ["immediate", "batch"]})),
                         "minProperties": 1,
                         "additionalProperties": False,
                     }
                 ),
-                description="search_event_wide lets joined attendees search every photo of the event (default "
-                "false); analysis_mode null means the server's ANALYSIS_MODE.",
+                description="analysis_mode null means the server's ANALYSIS_MODE. There is no event-wide search "
+                "for attendees: search_event_wide is refused (400 event_wide_search_unavailable).",
             )
         },
     }

@@ -8,12 +8,17 @@ request to its blueprint (pages, JSON, static files):
 - the state-changing GET is refused (405), and POSTs from a cookie session need the CSRF token
   (the app-wide CSRFProtect checks it; we inject it into its pages for jQuery's requests);
 - its pages get a script that makes every ``<%= %>`` escape, so nothing a client wrote (a file
-  name in job arguments, an exception message) is shown as HTML.
+  name in job arguments, an exception message) is shown as HTML. The two fields its jobs list
+  already escapes itself (``$('<div/>').text(…).html()``: description, exc_info) lose that wrapper
+  on those pages, or they would be escaped twice and show ``&amp;`` for ``&``.
+
+Job descriptions are stored as plain text (jobs/queues.py): escaping is the display's job, once.
 """
 
 from __future__ import annotations
 
 import html
+import re
 
 from flask import Flask, Response, request
 from flask_wtf.csrf import generate_csrf
@@ -26,6 +31,8 @@ BLUEPRINT = "rq_dashboard"
 # Refused outright: a GET that changes state can be triggered by any cross-site <img>.
 UNSAFE_GET_ENDPOINTS = {"rq_dashboard.requeue_all"}
 _UNDERSCORE_TAG = 'js/underscore-umd-min.js" type="text/javascript"></script>'
+# rq-dashboard's own escaping inside a template tag, e.g. <%= $('<div/>').text(d.description).html() %>.
+_SELF_ESCAPED = re.compile(r"<%=\s*\$\('<div/>'\)\.text\(([\w.]+)\)\.html\(\)\s*%>")
 _HARDENING = """
 <meta name="csrf-token" content="{token}">
 <script type="text/javascript">
@@ -63,6 +70,7 @@ def _harden_page(response: Response) -> Response:
     page = response.get_data(as_text=True)
     if _UNDERSCORE_TAG in page:
         extra = _HARDENING.format(token=html.escape(generate_csrf(), quote=True))
+        page = _SELF_ESCAPED.sub(r"<%= \1 %>", page)  # our <%= %> escapes it, once
         response.set_data(page.replace(_UNDERSCORE_TAG, _UNDERSCORE_TAG + extra, 1))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"

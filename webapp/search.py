@@ -1,5 +1,5 @@
 """Photo analysis over HTTP: search an event's photos by bib number or words, and the owner's
-event settings for it (event-wide search for attendees, immediate or batch analysis)."""
+event setting for it (immediate or batch analysis)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ bp = Blueprint("search", __name__)
 MAX_PAGE = 10_000
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 24
-SETTINGS_FIELDS = {"search_event_wide", "analysis_mode"}
+SETTINGS_FIELDS = {"analysis_mode"}
 
 
 @bp.get("/api/events/<id:event_id>/search")
 @require_user()
 def search(event_id: int):  # type: ignore[no-untyped-def]
-    """Photos whose analysis has the bib number(s) and word(s) of ``q``; attendees search their own photos
-    unless the owner allowed event-wide search."""
+    """Photos whose analysis has the bib number(s) and word(s) of ``q``: the whole event for its owner and
+    admins, a joined attendee's own photos (the ones they may open) for the attendee."""
     user = current_user()
     event = events.viewable_event(user, event_id)
     page = params.int_arg("page", 1, minimum=1, maximum=MAX_PAGE)
@@ -44,22 +44,19 @@ def search(event_id: int):  # type: ignore[no-untyped-def]
 @bp.patch("/api/events/<id:event_id>")
 @require_user()
 def patch_event(event_id: int):  # type: ignore[no-untyped-def]
-    """Owner only: ``{"search_event_wide": bool, "analysis_mode": "immediate"|"batch"|null}``."""
+    """Owner only: ``{"analysis_mode": "immediate"|"batch"|null}``."""
     event = events.owned_event(current_user(), event_id)
     body = json_body()
+    if "search_event_wide" in body:
+        # It let attendees find strangers' photos whose thumbnails they may not open; it is gone.
+        raise SnapmatchError(
+            "Event-wide search for attendees is not offered: an attendee searches only the photos they may see.",
+            code="event_wide_search_unavailable",
+        )
     unknown = set(body) - SETTINGS_FIELDS
     if unknown or not body:
         raise SnapmatchError(
-            "Send one or more of: search_event_wide (true/false), analysis_mode ('immediate', 'batch' or null).",
+            "Send analysis_mode: 'immediate', 'batch' or null (the server's default).",
             code="invalid_event_settings",
         )
-    wide = body.get("search_event_wide")
-    if "search_event_wide" in body and not isinstance(wide, bool):
-        raise SnapmatchError("search_event_wide is true or false.", code="invalid_event_settings")
-    return jsonify(
-        update_event_settings(
-            event.id,
-            search_event_wide=wide,
-            analysis_mode=body.get("analysis_mode", UNCHANGED),
-        )
-    )
+    return jsonify(update_event_settings(event.id, analysis_mode=body.get("analysis_mode", UNCHANGED)))

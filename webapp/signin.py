@@ -19,6 +19,7 @@ from snapmatch import accounts
 from snapmatch.accounts import User
 from snapmatch.schema import Role
 from webapp.auth import current_user, require_user, sign_in, sign_out
+from webapp.csrf import CSRF_MESSAGE, LOGIN_REASON
 from webapp.ratelimits import sign_in_limits
 from webapp.services import settings
 
@@ -71,7 +72,7 @@ def _page(form: LoginForm, error: str | None = None, status: int = 200):  # type
 @bp.get("/login")
 def login_page():  # type: ignore[no-untyped-def]
     form = LoginForm(formdata=None, next=request.args.get("next", ""))
-    return _page(form)
+    return _page(form, CSRF_MESSAGE if request.args.get("reason") == LOGIN_REASON else None)
 
 
 @bp.post("/login")

@@ -71,13 +71,10 @@ def parse_query(q: str) -> SearchQuery:
 
 
 def attendee_scope(event: Event, user: User) -> bool:
-    """True when the search must stay within the photos the user may see (an attendee, unless the owner
-    allowed event-wide search)."""
-    if user.is_admin or event.owner_id == user.id:
-        return False
-    with db.connection() as conn:
-        event_wide = conn.execute(select(events.c.search_event_wide).where(events.c.id == event.id)).scalar()
-    return not event_wide
+    """True when the search must stay within the photos the user may see: everyone but the event's owner
+    and admins. Never wider: a result is a thumbnail link, and an attendee may not see a stranger's photo
+    (the photo endpoints answer 404), so no event setting widens an attendee's search."""
+    return not (user.is_admin or event.owner_id == user.id)
 
 
 def search_vector() -> ColumnElement[Any]:
@@ -161,11 +158,9 @@ class _PhotoRef:
     event_id: int
 
 
-def update_event_settings(event_id: int, *, search_event_wide: bool | None, analysis_mode: str | None | object) -> dict:
-    """Change the event's search and analysis settings (the caller checked ownership)."""
+def update_event_settings(event_id: int, *, analysis_mode: str | None | object) -> dict:
+    """Change the event's analysis settings (the caller checked ownership)."""
     values: dict[str, object] = {}
-    if search_event_wide is not None:
-        values["search_event_wide"] = bool(search_event_wide)
     if analysis_mode is not UNCHANGED:
         if analysis_mode is not None and analysis_mode not in (m.value for m in AnalysisMode):
             raise SnapmatchError(
@@ -175,7 +170,5 @@ def update_event_settings(event_id: int, *, search_event_wide: bool | None, anal
     with db.transaction() as conn:
         if values:
             conn.execute(update(events).where(events.c.id == event_id).values(**values))
-        row = conn.execute(
-            select(events.c.id, events.c.search_event_wide, events.c.analysis_mode).where(events.c.id == event_id)
-        ).one()
-    return {"id": row.id, "search_event_wide": bool(row.search_event_wide), "analysis_mode": row.analysis_mode}
+        row = conn.execute(select(events.c.id, events.c.analysis_mode).where(events.c.id == event_id)).one()
+    return {"id": row.id, "analysis_mode": row.analysis_mode}

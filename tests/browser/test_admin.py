@@ -4,12 +4,9 @@ are refused both; a cross-site page cannot make rq-dashboard do anything."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import os
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
@@ -20,7 +17,6 @@ from rq import Queue
 from snapmatch import accounts, db
 from snapmatch.pipeline import mark_photo_failed
 from snapmatch.schema import photos
-from tests.conftest import free_port
 from tests.images import jpeg
 
 pytestmark = pytest.mark.slow
@@ -43,30 +39,6 @@ def _sign_in(browser: Browser, url: str, email: str) -> Page:
     page.wait_for_load_state("networkidle")
     assert "/login" not in page.url or page.locator("input[name=password]").count() == 0, "sign-in failed"
     return page
-
-
-@pytest.fixture
-def attacker_site() -> Iterator[tuple[str, dict[str, str]]]:
-    """A page on another site (localhost vs 127.0.0.1) whose content the test sets."""
-    pages: dict[str, str] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = pages.get(self.path, "").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_address[1]}", pages
-    server.shutdown()
 
 
 def _photo_status(photo_id: int) -> str:
@@ -162,3 +134,30 @@ def test_admin_requeues_a_failed_photo_and_others_are_refused(
         for path in ("/admin", "/admin/rq/", "/admin/rq/0/data/queues.json"):
             response = page.goto(f"{url}{path}")
             assert response is not None and response.status == 403, (role, path, response and response.status)
+
+
+def test_rq_dashboard_shows_job_text_escaped_once(env, processes, browser, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """A file name with ' and & (and markup) in a job's description and in a failed job's error reads
+    as written in rq-dashboard's lists and job page: escaped once, never shown as &amp; or run."""
+    from rq import SimpleWorker
+
+    url = processes.web()  # no worker: the queued job stays queued
+    accounts.create_user("admin@example.com", "admin", PASSWORD)
+    name = "Tom's & Jerry's <b>finish</b>.jpg"
+    r = redis_lib.Redis.from_url(redis_url)
+    photos_queue = Queue("photos", connection=r)
+    failing = photos_queue.enqueue("builtins.int", name, description=f"photo 7 ({name})")
+    SimpleWorker([photos_queue], connection=r).work(burst=True)  # int(name) raises ValueError
+    assert failing.get_status(refresh=True) == "failed"
+    waiting = photos_queue.enqueue("jobs.schedules.record_queue_history", description=f"photo 8 ({name}) {XSS}")
+
+    admin = _sign_in(browser, url, "admin@example.com")
+    admin.goto(f"{url}/admin/rq/0/view/jobs/photos/queued/8/asc/1")
+    expect(admin.locator(".description")).to_have_text(f"photo 8 ({name}) {XSS}", timeout=15000)
+    admin.goto(f"{url}/admin/rq/0/view/jobs/photos/failed/8/asc/1")
+    expect(admin.locator(".description")).to_have_text(f"photo 7 ({name})", timeout=15000)
+    expect(admin.locator(".exc_info")).to_contain_text(f"invalid literal for int() with base 10: {name!r}")
+    admin.goto(f"{url}/admin/rq/0/view/job/{waiting.id}")
+    expect(admin.locator(".description-scroll")).to_have_text(f"photo 8 ({name}) {XSS}", timeout=15000)
+    assert "&amp;" not in admin.locator("body").inner_text()
+    assert admin.evaluate("window.__pwned") is None

@@ -78,6 +78,37 @@ def test_photographer_uploads_twenty_photos_that_reach_done_without_a_reload(sit
     phone.close()
 
 
+def test_the_event_photo_count_follows_uploads_and_processing_live(processes, env, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The line "N photos in this event" counts photos as the server accepts them (no worker yet: queued),
+    then as a worker finishes them, on the page as it was first loaded."""
+    url = processes.web()
+    owner = accounts.create_user("pho@example.com", "photographer", PASSWORD)
+    event = events.create_event(owner, "Harbour swim")
+    files = []
+    for n in range(3):
+        path = tmp_path / f"SWIM_{n}.jpg"
+        path.write_bytes(jpeg(640, 480, seed=300 + n))
+        files.append(path)
+
+    page = browser.new_context(**DESKTOP).new_page()
+    sign_in(page, url, "pho@example.com")
+    expect(page).to_have_url(re.compile(r"/events$"))
+    page.goto(f"{url}/events/{event.id}")
+    count = page.locator("p", has_text=re.compile(r"photos? in this event"))
+    expect(count).to_have_text("0 photos in this event.")
+    page.evaluate("window.__notReloaded = true")
+
+    page.set_input_files("#files", [str(p) for p in files])
+    expect(page.locator('[data-status="queued"]')).to_have_count(3)
+    expect(count).to_have_text("3 photos in this event: 3 queued.")
+    processes.worker("count-worker")
+    expect(page.locator('[data-status="done"]')).to_have_count(3, timeout=120_000)
+    expect(count).to_have_text("3 photos in this event: 3 done.")
+    expect(page.locator("#event-photo-count")).to_have_attribute("data-total", "3")
+    assert page.evaluate("window.__notReloaded") is True
+    page.context.close()
+
+
 def test_attendee_joins_on_a_phone_and_sees_exactly_their_photos_live(site, env, browser, face_images) -> None:  # type: ignore[no-untyped-def]
     owner = accounts.create_user("owner@example.com", "photographer", PASSWORD)
     token = accounts.create_token("owner@example.com")

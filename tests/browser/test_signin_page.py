@@ -71,3 +71,40 @@ def test_sign_in_in_a_browser(browser: Browser, web, make_user, device) -> None:
     page.goto(web + "/me")
     page.wait_for_url(web + "/login?next=/me")
     context.close()
+
+
+def test_a_cross_site_form_post_is_refused_and_leaves_the_victim_signed_in(
+    browser: Browser, web, make_user, attacker_site
+) -> None:  # type: ignore[no-untyped-def]
+    """Another site's page posts forms to ours with a signed-in admin's browser: the browser does
+    not send the SameSite=Lax cookie, each post is refused with a readable page, and the admin is
+    still signed in afterwards (the refusal must not store a new, empty session over theirs)."""
+    email, _ = make_user("admin")
+    context = browser.new_context(**VIEWPORTS["laptop"])
+    page = context.new_page()
+    page.goto(web + "/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(web + "/admin")
+    origin, pages = attacker_site
+    for name, action, fields in [
+        ("event", "/events", '<input name="name" value="Forged event">'),
+        ("logout", "/logout", ""),
+        ("rq", "/admin/rq/queue/photos/queued/empty", ""),
+    ]:
+        pages[f"/{name}"] = (
+            f'<form id="f" method="post" action="{web}{action}">{fields}</form>'
+            '<script>document.getElementById("f").submit();</script>'
+        )
+        evil = context.new_page()
+        evil.goto(f"{origin}/{name}")
+        evil.wait_for_url(web + action)
+        expect(evil.get_by_text("security token")).to_be_visible()
+        evil.close()
+        page.goto(web + "/me")
+        assert page.url == web + "/me", f"signed out by a cross-site POST to {action}"
+        expect(page.get_by_text(email)).to_be_visible()
+    page.goto(web + "/events")
+    expect(page.get_by_text("Forged event")).to_have_count(0)
+    context.close()

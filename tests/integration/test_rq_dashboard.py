@@ -48,3 +48,21 @@ def test_actions_need_post_and_pages_escape_and_carry_the_token(client, make_use
     assert text.index("underscore-umd-min.js") < text.index("_.templateSettings") < text.index("_.template(")
     assert client.post("/admin/rq/queue/photos/queued/empty", headers=auth(admin)).json == {"status": "OK"}
     assert queue.count == 0
+
+
+def test_job_text_is_plain_in_the_json_and_escaped_once_by_the_pages(client, make_user, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """rq-dashboard's JSON carries a description as written; its jobs page escapes it once (our
+    escaping <%= %>), not a second time with its own $('<div/>').text().html()."""
+    _, admin = make_user("admin")
+    name = "Tom's & Jerry's.jpg"
+    queue = Queue("photos", connection=redis_lib.Redis.from_url(redis_url))
+    job = queue.enqueue("jobs.schedules.record_queue_history", description=f"photo 1 ({name})")
+    listed = client.get("/admin/rq/0/data/jobs/photos/queued/8/asc/1.json", headers=auth(admin)).json
+    assert [j["description"] for j in listed["jobs"]] == [f"photo 1 ({name})"]
+    assert client.get(f"/admin/rq/0/data/job/{job.id}.json", headers=auth(admin)).json["description"] == (
+        f"photo 1 ({name})"
+    )
+    page = client.get("/admin/rq/0/view/jobs/photos/queued/8/asc/1", headers=auth(admin)).get_data(as_text=True)
+    assert '<span class="description ellipsify"><%= d.description %></span>' in page
+    assert '<pre class="exc_info"><%= d.exc_info %></pre>' in page
+    assert ".text(d." not in page

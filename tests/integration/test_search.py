@@ -155,22 +155,44 @@ def test_an_attendee_never_gets_a_photo_they_may_not_see(client, world) -> None:
     assert client.get(f"/api/events/{event_id}/search", query_string={"q": "101"}).status_code == 401
 
 
-def test_the_owner_alone_allows_event_wide_search(client, world) -> None:  # type: ignore[no-untyped-def]
-    p, event_id = world["ids"], world["event"].id
-    url = f"/api/events/{event_id}"
-    assert client.patch(url, json={"search_event_wide": True}, headers=auth(world["attendee"])).status_code == 404
-    assert client.patch(url, json={"search_event_wide": "yes"}, headers=auth(world["owner"])).status_code == 400
-    assert client.patch(url, json={"name": "x"}, headers=auth(world["owner"])).status_code == 400
-    assert _ids(_search(client, world["attendee"], event_id, "podium")) == []
+def test_every_search_result_links_a_thumbnail_the_caller_may_open(client, world) -> None:  # type: ignore[no-untyped-def]
+    """Even in an event that had event-wide search switched on (the setting is gone), an attendee finds only
+    photos matched to them, and every thumbnail a search returns loads for whoever searched."""
+    from sqlalchemy import update
 
-    resp = client.patch(url, json={"search_event_wide": True}, headers=auth(world["owner"]))
-    assert resp.status_code == 200
-    assert resp.json == {"id": event_id, "search_event_wide": True, "analysis_mode": None}
-    assert _ids(_search(client, world["attendee"], event_id, "podium")) == [p[3]]
-    assert _ids(_search(client, world["attendee"], event_id, "101")) == [p[0], p[1]]
+    from snapmatch import db
+    from snapmatch.schema import events
+
+    p, event_id = world["ids"], world["event"].id
+    with db.transaction() as conn:
+        conn.execute(update(events).where(events.c.id == event_id).values(search_event_wide=True))
+    for who in ("attendee", "owner"):
+        seen = set()
+        for q in ("101", "202", "1010", "cake", "podium", "runner", "medal"):
+            resp = _search(client, world[who], event_id, q)
+            assert resp.json["total"] == len(resp.json["photos"]), (who, q)
+            for photo in resp.json["photos"]:
+                image = client.get(photo["thumbnail_url"], headers=auth(world[who]))
+                assert image.status_code == 200 and image.mimetype.startswith("image/"), (who, q, photo)
+                seen.add(photo["photo_id"])
+        assert seen == ({p[1], p[2]} if who == "attendee" else set(p)), who
+    assert _ids(_search(client, world["attendee"], event_id, "podium")) == []
+    assert _ids(_search(client, world["attendee"], event_id, "101")) == [p[1]]
+
+
+def test_the_owner_sets_the_analysis_mode_and_event_wide_search_is_refused(client, world) -> None:  # type: ignore[no-untyped-def]
+    event_id = world["event"].id
+    url = f"/api/events/{event_id}"
+    assert client.patch(url, json={"analysis_mode": "batch"}, headers=auth(world["attendee"])).status_code == 404
+    assert client.patch(url, json={"name": "x"}, headers=auth(world["owner"])).json["error"]["code"] == (
+        "invalid_event_settings"
+    )
+    wide = client.patch(url, json={"search_event_wide": True}, headers=auth(world["owner"]))
+    assert wide.status_code == 400 and wide.json["error"]["code"] == "event_wide_search_unavailable"
 
     resp = client.patch(url, json={"analysis_mode": "batch"}, headers=auth(world["owner"]))
-    assert resp.json["analysis_mode"] == "batch" and resp.json["search_event_wide"] is True
+    assert resp.status_code == 200 and resp.json == {"id": event_id, "analysis_mode": "batch"}
+    assert client.patch(url, json={"analysis_mode": None}, headers=auth(world["owner"])).json["analysis_mode"] is None
     assert client.patch(url, json={"analysis_mode": "later"}, headers=auth(world["owner"])).status_code == 400
 
 

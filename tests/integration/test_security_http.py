@@ -68,9 +68,8 @@ def test_cli_commands_that_sign_nothing_need_no_secret_key(env, make_user) -> No
     assert served.returncode != 0 and "SECRET_KEY" in served.stderr
 
 
-def test_a_cookie_session_over_http_needs_the_csrf_token(processes, make_user) -> None:  # type: ignore[no-untyped-def]
-    url = processes.web()
-    email, _ = make_user("photographer")
+def _sign_in_over_http(url: str, email: str) -> tuple[requests.Session, requests.Response]:
+    """A browser-like session signed in through the form, and the sign-in's answer."""
     browser = requests.Session()
     browser.headers["Accept"] = "text/html"
     page = browser.get(url + "/login").text
@@ -78,13 +77,76 @@ def test_a_cookie_session_over_http_needs_the_csrf_token(processes, make_user) -
     signed_in = browser.post(
         url + "/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf}, allow_redirects=False
     )
-    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/events"
+    assert signed_in.status_code == 303, signed_in.text[:300]
+    return browser, signed_in
+
+
+def test_a_cookie_session_over_http_needs_the_csrf_token(processes, make_user) -> None:  # type: ignore[no-untyped-def]
+    url = processes.web()
+    email, _ = make_user("photographer")
+    browser, signed_in = _sign_in_over_http(url, email)
+    assert signed_in.headers["Location"] == "/events"
     cookie = signed_in.headers["Set-Cookie"]
     assert cookie.startswith("snapmatch_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
     refused = browser.post(url + "/api/events", json={"name": "Gala"})
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "csrf_failed"
     meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', browser.get(url + "/me").text).group(1)
+    created = browser.post(url + "/api/events", json={"name": "Gala"}, headers={"X-CSRFToken": meta})
+    assert created.status_code == 201, created.text
+
+
+def _post_from_another_site(browser: requests.Session, url: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+    """What a browser does with a form another site posts here: the SameSite=Lax session cookie is
+    not sent, and a cookie the answer sets is stored over the one the browser had."""
+    kept = browser.cookies.copy()
+    browser.cookies.clear()
+    try:
+        return browser.post(url, allow_redirects=False, **kwargs)
+    finally:
+        answered = browser.cookies.copy()
+        browser.cookies = kept
+        browser.cookies.update(answered)
+
+
+def test_a_refused_form_post_leaves_the_session_signed_in(processes, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A cross-site form post (no cookie, no token) and a same-site one without the token are both
+    refused, and the victim's session goes on as before: same cookie, still signed in."""
+    url = processes.web()
+    email, _ = make_user("admin")
+    browser, _ = _sign_in_over_http(url, email)
+    cookie = browser.cookies["snapmatch_session"]
+    assert browser.get(url + "/api/me").json()["email"] == email
+
+    for path, form in [
+        ("/events", {"name": "Forged"}),
+        ("/logout", {}),
+        ("/admin/rq/queue/photos/queued/empty", {}),
+        ("/login", {"email": email, "password": PASSWORD}),
+    ]:
+        refused = _post_from_another_site(browser, url + path, data=form)
+        assert refused.status_code in (302, 400), (path, refused.status_code)
+        assert browser.get(url + "/api/me").status_code == 200, f"signed out by a cross-site POST to {path}"
+        assert "Set-Cookie" not in refused.headers and browser.cookies["snapmatch_session"] == cookie, path
+
+        same_site = browser.post(url + path, data=form, allow_redirects=False)
+        assert same_site.status_code in (302, 400), (path, same_site.status_code)
+        me = browser.get(url + "/api/me")
+        assert me.status_code == 200 and me.json()["email"] == email, f"signed out by a POST to {path}"
+
+    # The refusals are readable: a page for forms, the JSON error for the API, the message at /login.
+    page = _post_from_another_site(browser, url + "/events", data={"name": "Forged"})
+    assert page.headers["Content-Type"].startswith("text/html") and "security token" in page.text
+    api = browser.post(url + "/api/events", json={"name": "Forged"}, headers={"Accept": "application/json"})
+    assert api.status_code == 400 and api.json()["error"]["code"] == "csrf_failed"
+    login = _post_from_another_site(browser, url + "/login?next=/admin", data={"email": email})
+    assert login.status_code == 302 and login.headers["Location"].startswith("/login?")
+    again = requests.get(url + login.headers["Location"], headers={"Accept": "text/html"})
+    assert "security token" in again.text and 'name="next" value="/admin"' in again.text
+    # Nothing was created, and the session still does what it did before.
+    events = browser.get(url + "/events").text
+    assert "Forged" not in events
+    meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', events).group(1)
     created = browser.post(url + "/api/events", json={"name": "Gala"}, headers={"X-CSRFToken": meta})
     assert created.status_code == 201, created.text
 

@@ -162,6 +162,7 @@
         earlyEvents.delete(entry.photoId);
       });
       openStream();
+      if (answer.photos.some((p) => p.status === "queued")) refreshEventCountSoon();
     } catch (err) {
       if (err.status === 503 || err.status === 429) {
         // The queue is full or we are too fast: nothing was stored; try these again shortly.
@@ -193,6 +194,7 @@
       let data;
       try { data = JSON.parse(ev.data); } catch (err) { return; }
       applyEvent(data);
+      if (COUNTED_STAGES.has(data.stage)) refreshEventCountSoon();
     };
     for (const name of ["photo:queued", "photo:started", "faces:indexed", "photo:done", "photo:failed", "batch:done", "analysis:done"]) {
       stream.addEventListener(name, handle);
@@ -219,6 +221,30 @@
     } else if (data.stage === "photo:failed") {
       setStatus(entry, "failed", (data.error && data.error.message) || "The photo could not be processed.");
     }
+  }
+
+  // ---- "N photos in this event: …", re-read from the API when the stream says a photo changed ----
+  const eventCount = document.getElementById("event-photo-count");
+  const COUNTED_STAGES = new Set(["photo:queued", "photo:started", "photo:done", "photo:failed", "batch:done"]);
+  const COUNT_REFRESH_MS = 500;         // at most two reads a second, however fast photos finish
+  let countTimer = null;
+  let countDirty = false;
+  function refreshEventCountSoon() {
+    countDirty = true;
+    if (countTimer) return;
+    countTimer = setTimeout(loadEventCount, COUNT_REFRESH_MS);
+  }
+  async function loadEventCount() {
+    countDirty = false;
+    try {
+      const data = await api("GET", `/api/events/${encodeURIComponent(eventId)}`);
+      const total = data.photos_total;
+      const parts = Object.keys(data.photo_counts).sort().map((s) => `${fmt(data.photo_counts[s])} ${s}`);
+      eventCount.dataset.total = String(total);
+      eventCount.textContent = `${fmt(total)} photo${total === 1 ? "" : "s"} in this event` +
+        (parts.length ? `: ${parts.join(", ")}` : "") + ".";
+    } catch (err) { /* keep the last figures; the next change reads them again */ }
+    countTimer = countDirty ? setTimeout(loadEventCount, COUNT_REFRESH_MS) : null;
   }
 
   // ---- the event's processed photos (first 120), refreshed when this page's uploads finish ----
