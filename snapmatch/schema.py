@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
     func,
     literal_column,
 )
@@ -343,8 +342,6 @@ SEARCH_TS_CONFIG = "english"
 # Per-event analysis settings live on the event row; appended here so the events table above stays as it is.
 # NULL analysis_mode: the ANALYSIS_MODE setting decides.
 events.append_column(Column("analysis_mode", String(16)))
-# Attendees search the whole event (True) or only the photos they may already see (False, the default).
-events.append_column(Column("search_event_wide", Boolean, nullable=False, server_default=false()))
 
 # One Gemini description per photo (absent when analysis is off). The photo's own status is about faces only.
 photo_analyses = Table(
