@@ -1,23 +1,29 @@
-"""One provider limiter (token bucket, expiring leases, shared cooldown, circuit breaker) kept in Redis.
+"""One provider limiter (token bucket, expiring leases, shared cooldown, circuit breaker) kept in Redis, and the
+one loop (``call_through``) that puts every attempt of a paid provider's call through it.
 
 Every web and worker process on every machine asks the same Redis keys, so a provider sees one client.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from redis import Redis
 
 from snapmatch import metrics
+from snapmatch.errors import QuotaExceeded, RetryLater
 from snapmatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Outcome(StrEnum):
@@ -371,11 +377,22 @@ class ProviderLimiter:
             return Acquired(_text(reply[1]), float(reply[2]), float(reply[3]), probe=reply[4] == 1)
         return Denied(DenyReason(_text(reply[1])), float(reply[2]), can_free_sooner=reply[3] == 1)
 
-    def acquire(self, timeout: float, cost: int = 1) -> Lease:
+    def acquire(
+        self,
+        timeout: float,
+        cost: int = 1,
+        *,
+        wait_for: Collection[DenyReason] | None = None,
+        on_wait: Callable[[str, float], None] | None = None,
+        record_waits: bool = True,
+    ) -> Lease:
         """Wait up to ``timeout`` seconds for a lease; raise ``RateLimitExceeded`` rather than wait longer.
 
         Gives up at once when the known wait (rate, cooldown, open breaker) is longer than what is left,
-        so a worker can reschedule its job instead of sleeping through a wait it cannot win.
+        so a worker can reschedule its job instead of sleeping through a wait it cannot win. ``wait_for``
+        (default: every reason) are the denials worth waiting out: any other one, seen at any look, gives up
+        at once. ``on_wait(reason, seconds)`` hears of every sleep; ``record_waits`` counts the wait in the
+        limiter metrics.
         """
         started = time.monotonic()
         deadline = started + max(0.0, timeout)
@@ -383,13 +400,17 @@ class ProviderLimiter:
         while True:
             result = self.try_acquire(cost)
             if isinstance(result, Acquired):
-                if waited_for is not None:
+                if waited_for is not None and record_waits:
                     metrics.LIMITER_WAITS.labels(self.limits.name, waited_for).inc()
                     metrics.LIMITER_WAIT_SECONDS.labels(self.limits.name).observe(time.monotonic() - started)
                 return Lease(self, result)
             waited_for = waited_for or str(result.reason)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (not result.can_free_sooner and result.retry_after > remaining):
+            if (
+                remaining <= 0
+                or (wait_for is not None and result.reason not in wait_for)
+                or (not result.can_free_sooner and result.retry_after > remaining)
+            ):
                 raise RateLimitExceeded(self.limits.name, result.reason, result.retry_after)
             if result.can_free_sooner:
                 wait = min(result.retry_after, _POLL_SECONDS) + random.uniform(0, _JITTER_SECONDS)
@@ -400,7 +421,10 @@ class ProviderLimiter:
                 wait = result.retry_after - _EARLY_WAKE_SECONDS + random.uniform(0, _JITTER_SECONDS)
             else:
                 wait = result.retry_after
-            time.sleep(min(wait, remaining))
+            slept = min(wait, remaining)
+            time.sleep(slept)
+            if on_wait is not None:
+                on_wait(str(result.reason), slept)
 
     def release(self, lease_id: str, outcome: Outcome | str) -> bool:
         """Free the slot and tell the breaker how the call went. False if the lease had already expired."""
@@ -465,3 +489,190 @@ class ProviderLimiter:
             "consecutive_failures": int(failures),
             "limits": asdict(self.limits),
         }
+
+
+# -- one provider call, every attempt through the limiter ------------------------------------------------------
+
+
+class WaitDecision(StrEnum):
+    INLINE = "inline"  # short enough to wait in the worker
+    RESCHEDULE = "reschedule"  # free the worker, run again later as a new job
+    GIVE_UP = "give_up"  # the photo's time budget would be spent: quota_exceeded
+
+
+def decide_wait(now: float, delay: float, deadline: float, max_inline_seconds: float) -> WaitDecision:
+    """What to do about a wait of ``delay`` seconds for a photo whose budget ends at ``deadline`` (unix s)."""
+    if now + delay >= deadline:
+        return WaitDecision.GIVE_UP
+    if delay > max_inline_seconds:
+        return WaitDecision.RESCHEDULE
+    return WaitDecision.INLINE
+
+
+class Verdict(StrEnum):
+    """What one failed attempt means for the call (an attempt that never reached the provider has none)."""
+
+    THROTTLED = "throttled"  # "slow down": shared cooldown, the breaker spared, tried again
+    TRANSIENT = "transient"  # the provider or the network failed: the breaker hears of it, a few retries
+    PERMANENT = "permanent"  # the provider answered and refused this request: raised at once, provider healthy
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A provider's reading of one attempt's exception."""
+
+    verdict: Verdict
+    retry_after: float | None = None  # THROTTLED: the delay the provider asked for, if it said one
+    # What the caller gets when the call ends on this exception (PERMANENT, or TRANSIENT past its retries);
+    # None: the provider's own exception, as it is.
+    error: BaseException | None = None
+    detail: object = ""  # for the debug log: the error code or status
+
+
+@dataclass(frozen=True)
+class ProviderWaits:
+    """How one call surfaces its waits; the loop decides, this names the exception. By default a long wait
+    reschedules the job (``RetryLater``) and one past the deadline ends in ``QuotaExceeded``; a provider that
+    wants otherwise (or keeps a record of inline waits) overrides the method."""
+
+    provider: str
+    operation: str
+    budget: float  # the photo's time budget, seconds: for the message
+
+    def waited(self, reason: str, seconds: float) -> None:
+        """The worker slept ``seconds`` inline, for a denial's reason or "failure" (a backoff)."""
+
+    def budget_spent(self) -> BaseException:
+        """The deadline has passed before an attempt could start."""
+        return QuotaExceeded(
+            f"{self.provider} {self.operation}: the photo's time budget of {self.budget:.0f} s ran out"
+        )
+
+    def reschedule(self, reason: str, delay: float) -> BaseException:
+        """The next attempt is ``delay`` seconds away, too long to hold the worker: run the job again later."""
+        return RetryLater(delay, reason, self.provider)
+
+    def give_up(self, reason: str, delay: float) -> BaseException:
+        """The next attempt would start past the deadline."""
+        if reason == "failure":
+            return QuotaExceeded(f"{self.provider}: the photo's time budget ran out while the provider was failing")
+        return QuotaExceeded(
+            f"{self.provider} {self.operation}: no slot before the photo's time budget ends ({reason}, "
+            f"next in {delay:.1f} s)"
+        )
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How a provider wants its calls retried: the deliberate differences between providers, as values."""
+
+    max_inline_wait: float  # seconds a worker may wait for a slot or a backoff before rescheduling
+    wait_for: frozenset[DenyReason]  # denials worth waiting out inline; any other one reschedules at once
+    transient_retries: int  # failures after the first that are tried again; one more ends the call
+    throttle_backoff: Callable[[int], float]  # throttles seen so far (0, 1, ...) -> cooldown without Retry-After
+    failure_backoff: Callable[[int], float]  # failures in a row so far (1, 2, ...) -> pause before the retry
+    # (now, pause, deadline, max_inline) -> what to do about a backoff after a failure
+    decide_pause: Callable[[float, float, float, float], WaitDecision] = decide_wait
+    record_waits: bool = True  # count inline waits for a slot in the limiter metrics
+
+
+def call_through(
+    limiter: ProviderLimiter,
+    attempt: Callable[[], T],
+    classify: Callable[[Exception], Classified | None],
+    *,
+    deadline: float,
+    policy: CallPolicy,
+    waits: ProviderWaits,
+    before_attempt: Callable[[], None] | None = None,
+    on_throttle: Callable[[float], None] | None = None,
+    on_success: Callable[[T], None] | None = None,
+    name: str = "",
+) -> T:
+    """Make ``attempt`` (one provider request, SDK retries off) until it answers, each try under its own lease.
+
+    ``classify`` reads an attempt's exception; None means it never reached the provider (a bug on our side,
+    a shutdown): the slot is freed without teaching the breaker and the exception goes to the caller as it is.
+    A throttle sets the shared cooldown (the provider's delay, else ``throttle_backoff``) and tries again
+    through the limiter; a transient failure is reported to the breaker and retried ``transient_retries``
+    times after a backoff; a permanent one is raised at once. Waits too long for the worker, or past
+    ``deadline`` (unix s), leave through ``waits``. ``before_attempt`` runs before every lease (the budget
+    check), ``on_throttle(cooldown)`` after every throttle, ``on_success(result)`` once it answered.
+    """
+    throttles = 0
+    failures = 0
+    while True:
+        if before_attempt is not None:
+            before_attempt()
+        lease = _lease(limiter, policy, waits, deadline)
+        try:
+            result = attempt()
+        except BaseException as exc:
+            classified = classify(exc) if isinstance(exc, Exception) else None
+            if classified is None:
+                lease.release(Outcome.CANCELLED)
+                raise
+            if classified.verdict is Verdict.THROTTLED:
+                delay = classified.retry_after
+                delay = delay if delay is not None and delay > 0 else policy.throttle_backoff(throttles)
+                # The shared cooldown: every process waits, not only this one; the breaker is spared.
+                lease.throttled(delay)
+                lease.release()
+                throttles += 1
+                if on_throttle is not None:
+                    on_throttle(delay)
+                log.debug("%s throttled (%s), cooldown %.3f s", name, classified.detail, delay)
+                continue  # the next lease sees the cooldown: waits, reschedules or gives up
+            if classified.verdict is Verdict.TRANSIENT:
+                lease.release(Outcome.FAILURE)
+                failures += 1
+                if failures > policy.transient_retries:
+                    _raise(classified, exc)
+                _pause(policy, waits, policy.failure_backoff(failures), deadline)
+                continue
+            # The provider answered: it is healthy, the request was not.
+            lease.release(Outcome.SUCCESS)
+            _raise(classified, exc)
+        lease.release(Outcome.SUCCESS)
+        if on_success is not None:
+            on_success(result)
+        return result
+
+
+def _raise(classified: Classified, exc: BaseException) -> NoReturn:
+    if classified.error is None:
+        raise exc
+    raise classified.error from exc
+
+
+def _lease(limiter: ProviderLimiter, policy: CallPolicy, waits: ProviderWaits, deadline: float) -> Lease:
+    """A lease now or after a short inline wait; otherwise the provider's reschedule or give-up exception."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        raise waits.budget_spent()
+    try:
+        return limiter.acquire(
+            timeout=min(policy.max_inline_wait, remaining),
+            wait_for=policy.wait_for,
+            on_wait=waits.waited,
+            record_waits=policy.record_waits,
+        )
+    except RateLimitExceeded as exc:
+        delay = exc.retry_after
+        if exc.reason is DenyReason.CONCURRENCY:
+            # Only an upper bound (the oldest lease's expiry): a slot usually frees much sooner.
+            delay = min(delay, policy.max_inline_wait)
+        if time.time() + delay >= deadline:
+            raise waits.give_up(str(exc.reason), delay) from exc
+        raise waits.reschedule(str(exc.reason), delay) from exc
+
+
+def _pause(policy: CallPolicy, waits: ProviderWaits, seconds: float, deadline: float) -> None:
+    """The backoff after a failure: slept inline, or the job rescheduled, or the call given up."""
+    decision = policy.decide_pause(time.time(), seconds, deadline, policy.max_inline_wait)
+    if decision is WaitDecision.GIVE_UP:
+        raise waits.give_up("failure", seconds)
+    if decision is WaitDecision.RESCHEDULE:
+        raise waits.reschedule("failure", seconds)
+    time.sleep(seconds)
+    waits.waited("failure", seconds)

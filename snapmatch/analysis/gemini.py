@@ -22,18 +22,21 @@ from redis import Redis
 
 from snapmatch.analysis import PROVIDER
 from snapmatch.analysis.description import PROMPT, Description, PhotoDescriptionSchema, parse_description
-from snapmatch.analysis.quota import (
-    ErrorKind,
-    WaitDecision,
-    backoff_seconds,
-    classify_error,
-    decide_wait,
-    retry_delay_seconds,
-)
+from snapmatch.analysis.quota import ErrorKind, backoff_seconds, classify_error, retry_delay_seconds
 from snapmatch.costs import CostTracker
 from snapmatch.errors import QuotaExceeded, RetryLater, SnapmatchError
 from snapmatch.forksafe import PerProcess
-from snapmatch.limiter import Acquired, DenyReason, Lease, Outcome, ProviderLimiter, limits_for
+from snapmatch.limiter import (
+    CallPolicy,
+    Classified,
+    DenyReason,
+    ProviderLimiter,
+    ProviderWaits,
+    Verdict,
+    call_through,
+    decide_wait,
+    limits_for,
+)
 from snapmatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,8 +45,6 @@ T = TypeVar("T")
 API_VERSION = "v1beta"
 TRANSIENT_RETRIES = 2
 GENERATE = "generateContent"
-# While waiting inline for a slot that a release elsewhere may free at any moment, look again this often.
-INLINE_POLL_SECONDS = 0.025
 # RQ's scheduler moves due jobs about once a second; a shorter delay still means "as soon as it can".
 MIN_RESCHEDULE_SECONDS = 0.05
 
@@ -285,98 +286,85 @@ class GeminiAnalyzer:
         waits: WaitLog | None = None,
     ) -> T:
         waits = waits if waits is not None else WaitLog()
-        throttles = 0
-        failures = 0
-        while True:
-            if billable and event_id is not None:
-                self.costs.check_budget(event_id, PROVIDER)
-            lease = self._acquire(operation, deadline, waits)
-            try:
-                response = send()
-            except genai_errors.APIError as exc:
-                kind = classify_error(exc.code, exc.status)
-                if kind is ErrorKind.THROTTLED:
-                    delay = retry_delay_seconds(exc.details)
-                    delay = delay if delay is not None and delay > 0 else backoff_seconds(throttles)
-                    # The shared cooldown: every process waits, not only this one; the breaker is spared.
-                    lease.throttled(delay)
-                    lease.release()
-                    self.costs.record_throttle(PROVIDER, operation)
-                    throttles += 1
-                    if on_throttle is not None:
-                        on_throttle(delay)
-                    log.debug("%s throttled (%s), cooldown %.3f s", operation, exc.status, delay)
-                    continue  # the next _acquire sees the cooldown: waits, reschedules or gives up
-                if kind is ErrorKind.TRANSIENT:
-                    lease.release(Outcome.FAILURE)
-                    failures += 1
-                    if failures > TRANSIENT_RETRIES:
-                        raise GeminiUnavailable(f"Gemini failed {failures} times in a row ({exc.code}).") from exc
-                    self._pause(backoff_seconds(failures - 1), deadline, waits)
-                    continue
-                # Gemini answered: it is healthy, the request was not.
-                lease.release(Outcome.SUCCESS)
-                status = str(exc.status or exc.code).lower()
-                raise GeminiRejected(
-                    f"Gemini refused the request ({exc.code} {exc.status}).", code=f"gemini_{status}"
-                ) from exc
-            except httpx2.HTTPError as exc:  # connection refused or reset, read timeout (the SDK's transport)
-                lease.release(Outcome.FAILURE)
-                failures += 1
-                if failures > TRANSIENT_RETRIES:
-                    raise GeminiUnavailable(f"Gemini could not be reached ({type(exc).__name__}).") from exc
-                self._pause(backoff_seconds(failures - 1), deadline, waits)
-                continue
-            except BaseException:
-                lease.release(Outcome.CANCELLED)
-                raise
-            lease.release(Outcome.SUCCESS)
-            return response
 
-    def _acquire(self, operation: str, deadline: float, waits: WaitLog) -> Lease:
-        """A lease now, or after a short inline wait for the rate or a free slot. A cooldown or an open breaker is
-        never slept through, however short: the job is rescheduled and the worker goes back to work."""
-        inline_until = time.monotonic() + self.max_inline_wait_seconds
-        while True:
-            if time.time() >= deadline:
-                budget = self.time_budget_seconds
-                raise QuotaExceeded(f"{PROVIDER} {operation}: the photo's time budget of {budget:.0f} s ran out")
-            result = self.limiter.try_acquire()
-            if isinstance(result, Acquired):
-                return Lease(self.limiter, result)
-            delay = result.retry_after
-            if result.reason is DenyReason.CONCURRENCY:
-                # Only an upper bound (the oldest lease's expiry): a slot usually frees much sooner.
-                delay = min(delay, self.max_inline_wait_seconds)
-            left = inline_until - time.monotonic()
-            if result.reason in (DenyReason.RATE, DenyReason.CONCURRENCY) and left > 0:
-                if result.can_free_sooner:
-                    pause = min(left, INLINE_POLL_SECONDS)
-                elif delay <= left and time.time() + delay < deadline:
-                    pause = delay
-                else:
-                    pause = 0.0
-                if pause > 0:
-                    time.sleep(pause)
-                    waits.add(str(result.reason), pause)
-                    continue
-            if decide_wait(time.time(), delay, deadline, 0.0) is WaitDecision.GIVE_UP:
-                if result.reason is DenyReason.BREAKER_OPEN:
-                    raise GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.")
-                raise QuotaExceeded(
-                    f"{PROVIDER} {operation}: no quota before the photo's time budget ends "
-                    f"({result.reason}, next in {delay:.1f} s)"
-                )
-            raise RetryLater(max(delay, MIN_RESCHEDULE_SECONDS), str(result.reason), PROVIDER)
+        def throttled(delay: float) -> None:
+            self.costs.record_throttle(PROVIDER, operation)
+            if on_throttle is not None:
+                on_throttle(delay)
 
-    def _pause(self, seconds: float, deadline: float, waits: WaitLog) -> None:
-        decision = decide_wait(time.time(), seconds, deadline, self.max_inline_wait_seconds)
-        if decision is WaitDecision.GIVE_UP:
-            raise GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.")
-        if decision is WaitDecision.RESCHEDULE:
-            raise RetryLater(seconds, "failure", PROVIDER)
-        time.sleep(seconds)
-        waits.add("failure", seconds)
+        return call_through(
+            self.limiter,
+            send,
+            _classify,
+            deadline=deadline,
+            policy=self._policy(),
+            waits=_GeminiWaits(PROVIDER, operation, self.time_budget_seconds, waits),
+            before_attempt=(
+                (lambda: self.costs.check_budget(event_id, PROVIDER)) if billable and event_id is not None else None
+            ),
+            on_throttle=throttled,
+            name=f"{PROVIDER} {operation}",
+        )
+
+    def _policy(self) -> CallPolicy:
+        return CallPolicy(
+            max_inline_wait=self.max_inline_wait_seconds,
+            # Only the rate or a free slot is waited for inline. A cooldown or an open breaker is never slept
+            # through, however short: the job is rescheduled and the worker goes back to work.
+            wait_for=frozenset({DenyReason.RATE, DenyReason.CONCURRENCY}),
+            transient_retries=TRANSIENT_RETRIES,
+            throttle_backoff=backoff_seconds,
+            failure_backoff=lambda failures: backoff_seconds(failures - 1),  # 0.5-1 s, then 1-2 s
+            decide_pause=decide_wait,
+            # Inline waits are counted in the job's WaitLog; the limiter metrics never counted Gemini's.
+            record_waits=False,
+        )
 
     def limiter_state(self) -> dict[str, Any]:
         return self.limiter.state()
+
+
+def _classify(exc: Exception) -> Classified | None:
+    if isinstance(exc, genai_errors.APIError):
+        kind = classify_error(exc.code, exc.status)
+        if kind is ErrorKind.THROTTLED:
+            return Classified(Verdict.THROTTLED, retry_delay_seconds(exc.details), detail=exc.status)
+        if kind is ErrorKind.TRANSIENT:
+            # Raised only once the retries are spent, so after exactly TRANSIENT_RETRIES + 1 failures.
+            failures = TRANSIENT_RETRIES + 1
+            return Classified(
+                Verdict.TRANSIENT, error=GeminiUnavailable(f"Gemini failed {failures} times in a row ({exc.code}).")
+            )
+        # Gemini answered: it is healthy, the request was not.
+        status = str(exc.status or exc.code).lower()
+        return Classified(
+            Verdict.PERMANENT,
+            error=GeminiRejected(f"Gemini refused the request ({exc.code} {exc.status}).", code=f"gemini_{status}"),
+        )
+    if isinstance(exc, httpx2.HTTPError):  # connection refused or reset, read timeout (the SDK's transport)
+        return Classified(
+            Verdict.TRANSIENT, error=GeminiUnavailable(f"Gemini could not be reached ({type(exc).__name__}).")
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _GeminiWaits(ProviderWaits):
+    """Inline waits of one call go to the job's WaitLog; at the deadline, Gemini's failures (or its open breaker)
+    end in GeminiUnavailable, a quota that stayed busy in QuotaExceeded."""
+
+    wait_log: WaitLog = field(default_factory=WaitLog)
+
+    def waited(self, reason: str, seconds: float) -> None:
+        self.wait_log.add(reason, seconds)
+
+    def reschedule(self, reason: str, delay: float) -> BaseException:
+        return RetryLater(max(delay, MIN_RESCHEDULE_SECONDS), reason, PROVIDER)
+
+    def give_up(self, reason: str, delay: float) -> BaseException:
+        if reason in (DenyReason.BREAKER_OPEN, "failure"):
+            return GeminiUnavailable("Gemini kept failing until the photo's time budget ran out.")
+        return QuotaExceeded(
+            f"{PROVIDER} {self.operation}: no quota before the photo's time budget ends ({reason}, "
+            f"next in {delay:.1f} s)"
+        )

@@ -8,6 +8,10 @@ import re
 from enum import StrEnum
 from typing import Any
 
+# The wait rule is the limiter's (every provider call loop uses it); named here too, where the rules live.
+from snapmatch.limiter import WaitDecision as WaitDecision
+from snapmatch.limiter import decide_wait as decide_wait
+
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 # google.protobuf.Duration in JSON: decimal seconds with an "s" suffix ("3s", "1.5s", "0.250s").
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -63,21 +67,6 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """Equal-jitter exponential backoff for a throttle without a retry delay (never zero: it becomes a cooldown)."""
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-
-
-class WaitDecision(StrEnum):
-    INLINE = "inline"  # short enough to wait in the worker
-    RESCHEDULE = "reschedule"  # free the worker, run again later as a new job
-    GIVE_UP = "give_up"  # the photo's time budget would be spent: quota_exceeded
-
-
-def decide_wait(now: float, delay: float, deadline: float, max_inline_seconds: float) -> WaitDecision:
-    """What to do about a wait of ``delay`` seconds for a photo whose budget ends at ``deadline`` (unix s)."""
-    if now + delay >= deadline:
-        return WaitDecision.GIVE_UP
-    if delay > max_inline_seconds:
-        return WaitDecision.RESCHEDULE
-    return WaitDecision.INLINE
 
 
 def spread_delay(delay: float, waiting: int, rate_per_second: float, rng: random.Random | None = None) -> float:

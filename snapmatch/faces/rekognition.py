@@ -23,10 +23,23 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from redis import Redis
 
 from snapmatch.costs import CostTracker
-from snapmatch.errors import PermanentImageError, ProviderRejected, QuotaExceeded, RetryLater, SnapmatchError
+from snapmatch.errors import PermanentImageError, ProviderRejected, SnapmatchError
+from snapmatch.errors import QuotaExceeded as QuotaExceeded  # raised by the shared call loop, caught from here
+from snapmatch.errors import RetryLater as RetryLater
 from snapmatch.faces import DetectedFace
 from snapmatch.forksafe import PerProcess
-from snapmatch.limiter import DenyReason, Lease, Outcome, ProviderLimiter, RateLimitExceeded, limits_for
+from snapmatch.limiter import (
+    CallPolicy,
+    Classified,
+    DenyReason,
+    ProviderLimiter,
+    ProviderWaits,
+    Verdict,
+    WaitDecision,
+    call_through,
+    decide_wait,
+    limits_for,
+)
 from snapmatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -521,79 +534,46 @@ class RekognitionFaceEngine:
         deadline = deadline if deadline is not None else self.deadline_from(None)
         billable = self.costs.prices.call_price(PROVIDER, operation) > 0
         method = getattr(self.client, _snake_case(operation))
-        throttles = 0
-        failures = 0
-        while True:
-            if billable:
-                self.costs.check_budget(event_id, PROVIDER)
-            lease = self._acquire(operation, deadline)
-            try:
-                response = method(**params)
-            except ClientError as exc:
-                if is_throttle(exc):
-                    delay = retry_after_seconds(exc)
-                    delay = delay if delay is not None and delay > 0 else backoff_seconds(throttles)
-                    # Sets the shared cooldown: every process waits, not just this one; the breaker is spared.
-                    lease.throttled(delay)
-                    lease.release()
-                    self.costs.record_throttle(PROVIDER, operation)
-                    throttles += 1
-                    log.debug("%s throttled (%s), cooldown %.3f s", operation, _code(exc) or _status(exc), delay)
-                    continue
-                if _code(exc) in TRANSIENT_CODES or _status(exc) >= 500:
-                    lease.release(Outcome.FAILURE)
-                    failures += 1
-                    if failures > TRANSIENT_RETRIES:
-                        raise self._provider_error(operation, exc) from exc
-                    self._pause(backoff_seconds(failures), deadline)
-                    continue
-                # The provider answered (bad request, missing resource): it is healthy, the request was not.
-                lease.release(Outcome.SUCCESS)
-                raise
-            except ParamValidationError:
-                # Refused by botocore before sending: a bug on our side, nothing the breaker should learn.
-                lease.release(Outcome.CANCELLED)
-                raise
-            except BotoCoreError as exc:  # connection refused/reset, read timeout
-                lease.release(Outcome.FAILURE)
-                failures += 1
-                if failures > TRANSIENT_RETRIES:
-                    raise ProviderError(f"{PROVIDER} {operation}: {exc}") from exc
-                self._pause(backoff_seconds(failures), deadline)
-                continue
-            except BaseException:
-                lease.release(Outcome.CANCELLED)
-                raise
-            lease.release(Outcome.SUCCESS)
+        return call_through(
+            self.limiter,
+            lambda: method(**params),
+            lambda exc: self._classify(operation, exc),
+            deadline=deadline,
+            policy=self._policy(),
+            waits=ProviderWaits(PROVIDER, operation, self.time_budget_seconds),
+            before_attempt=(lambda: self.costs.check_budget(event_id, PROVIDER)) if billable else None,
+            on_throttle=lambda _delay: self.costs.record_throttle(PROVIDER, operation),
             # Free calls (collections, deletes, listing) are counted too, at price 0, so the admin page shows them.
-            self.costs.record_call(PROVIDER, operation, event_id)
-            return response
+            on_success=lambda _response: self.costs.record_call(PROVIDER, operation, event_id),
+            name=f"{PROVIDER} {operation}",
+        )
 
-    def _acquire(self, operation: str, deadline: float) -> Lease:
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            budget = self.time_budget_seconds
-            raise QuotaExceeded(f"{PROVIDER} {operation}: the photo's time budget of {budget:.0f} s ran out")
-        try:
-            return self.limiter.acquire(timeout=min(self.max_inline_wait_seconds, remaining))
-        except RateLimitExceeded as exc:
-            delay = exc.retry_after
-            if exc.reason is DenyReason.CONCURRENCY:
-                # Only an upper bound (the oldest lease's expiry): a slot usually frees much sooner.
-                delay = min(delay, self.max_inline_wait_seconds)
-            if time.time() + delay >= deadline:
-                raise QuotaExceeded(
-                    f"{PROVIDER} {operation}: no slot before the photo's time budget ends ({exc.reason}, "
-                    f"next in {delay:.1f} s)"
-                ) from exc
-            raise RetryLater(delay, str(exc.reason), PROVIDER) from exc
+    def _policy(self) -> CallPolicy:
+        return CallPolicy(
+            max_inline_wait=self.max_inline_wait_seconds,
+            # Any denial short enough is waited out inline, a cooldown or an open breaker included.
+            wait_for=frozenset(DenyReason),
+            transient_retries=TRANSIENT_RETRIES,
+            throttle_backoff=backoff_seconds,
+            failure_backoff=backoff_seconds,  # counted from the first failure: 0.25-0.5 s, then 0.5-1 s
+            decide_pause=_decide_pause,
+        )
 
-    def _pause(self, seconds: float, deadline: float) -> None:
-        if seconds > self.max_inline_wait_seconds:
-            raise RetryLater(seconds, "failure", PROVIDER)
-        if time.time() + seconds >= deadline:
-            raise QuotaExceeded(f"{PROVIDER}: the photo's time budget ran out while the provider was failing")
-        time.sleep(seconds)
+    def _classify(self, operation: str, exc: Exception) -> Classified | None:
+        if isinstance(exc, ClientError):
+            if is_throttle(exc):
+                return Classified(Verdict.THROTTLED, retry_after_seconds(exc), detail=_code(exc) or _status(exc))
+            if _code(exc) in TRANSIENT_CODES or _status(exc) >= 500:
+                return Classified(Verdict.TRANSIENT, error=self._provider_error(operation, exc))
+            # The provider answered (bad request, missing resource): it is healthy, the request was not. The
+            # ClientError goes to the caller as it is.
+            return Classified(Verdict.PERMANENT)
+        if isinstance(exc, ParamValidationError):
+            # Refused by botocore before sending: a bug on our side, nothing the breaker should learn.
+            return None
+        if isinstance(exc, BotoCoreError):  # connection refused/reset, read timeout
+            return Classified(Verdict.TRANSIENT, error=ProviderError(f"{PROVIDER} {operation}: {exc}"))
+        return None
 
     def _provider_error(self, operation: str, exc: ClientError) -> SnapmatchError:
         """The typed error for a ClientError the call loop did not retry: an image the provider refuses
@@ -608,6 +588,14 @@ class RekognitionFaceEngine:
 
     def limiter_state(self) -> dict[str, Any]:
         return self.limiter.state()
+
+
+def _decide_pause(now: float, delay: float, deadline: float, max_inline_seconds: float) -> WaitDecision:
+    """A backoff longer than the inline bound reschedules even when it ends past the deadline (the next run
+    then ends in quota_exceeded); otherwise the shared rule."""
+    if delay > max_inline_seconds:
+        return WaitDecision.RESCHEDULE
+    return decide_wait(now, delay, deadline, max_inline_seconds)
 
 
 def _snake_case(operation: str) -> str:
