@@ -32,7 +32,7 @@ FACES_DEV = ROOT.parent / "shared" / "faces-dev"
 # MATCHING_BENCH_DETECTOR=yunet describes the sets with YuNet boxes (bench/yunet_bench.py) instead.
 DETECTOR = os.environ.get("MATCHING_BENCH_DETECTOR", "hog")
 CACHE_DIR = HERE / "out" / ("matching" if DETECTOR == "hog" else f"matching-{DETECTOR}")
-VERSION = 2  # bump when the variants or the extraction change
+VERSION = 3  # bump when the variants or the extraction change (3: selfies the selfie job refuses are none)
 COMPOSITES = 18
 COMPOSITE_PEOPLE = (4, 7)
 # Small-face variant: the photo is shrunk so its face is this wide (px), spread over the range.
@@ -90,7 +90,11 @@ def _describe(engine, data: bytes, *, selfie: bool) -> list[Face]:  # type: igno
 
     prepared = imaging.prepare(data, max_pixels=100_000_000)
     if selfie:
-        found = engine.detect_selfie(prepared.bgr)
+        # The selfie job's own decision: a photo it would refuse (several faces, tiny, blurred) is no
+        # selfie here either (the attendee would be asked for another one).
+        from snapmatch.pipeline import describe_reference
+
+        found, _refusal = describe_reference(engine, prepared)
         detected = [found] if found is not None else []
     else:
         detected = engine.detect(prepared.bgr)

@@ -246,7 +246,9 @@ def decide(
             if int(photos[i]) in attendees[a].is_me_photos:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.IS_ME))
                 continue
-            stranger_group = _among_strangers(i, members, descriptors, dist[k], rule)
+            # A face within ``link`` of a reference is as close as two photos of one person: not a
+            # look-alike on a borderline face, whatever its neighbours are.
+            stranger_group = d1[i] > rule.link and _among_strangers(i, members, descriptors, dist[k], rule)
             joins_group = group_is_theirs and k == group_owner and d1[i] <= rule.reach
             if direct[i] and not stranger_group:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.DIRECT))

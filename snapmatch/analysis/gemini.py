@@ -316,8 +316,9 @@ class GeminiAnalyzer:
             throttle_backoff=backoff_seconds,
             failure_backoff=lambda failures: backoff_seconds(failures - 1),  # 0.5-1 s, then 1-2 s
             decide_pause=decide_wait,
-            # Inline waits are counted in the job's WaitLog; the limiter metrics never counted Gemini's.
-            record_waits=False,
+            # Inline waits are counted in the job's WaitLog and, like every provider's, in the limiter metrics
+            # (snapmatch_limiter_waits covers every provider call).
+            record_waits=True,
         )
 
     def limiter_state(self) -> dict[str, Any]:

@@ -160,7 +160,12 @@ class LocalFaceEngine:
         bgr = np.ascontiguousarray(bgr)
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         scale = min(1.0, SELFIE_MAX_SIDE / max(gray.shape[:2]))
-        boxes = sorted(self._boxes(gray, scale, upsample=1), key=lambda b: -b[0].width() * b[0].height())
+        found = self._boxes(gray, scale, upsample=1)
+        if not found:
+            # A face that fills the frame (a tight crop) can escape the upsampled scan; an event photo's
+            # scan finds it, and a selfie must be at least as findable as the same photo in an event.
+            found = self._boxes(gray, self.detection_scale(*gray.shape[:2]))
+        boxes = sorted(found, key=lambda b: -b[0].width() * b[0].height())
         if not boxes:
             return None, []
         return self._describe(bgr, boxes[:1])[0], [b[0].width() for b in boxes]

@@ -11,6 +11,7 @@ from snapmatch.selfie_check import face_sharpness, selfie_refusal
 def test_a_good_selfie_passes() -> None:
     assert selfie_refusal([240.0], sharpness=40.0) is None
     assert selfie_refusal([240.0, 90.0], sharpness=40.0) is None  # someone small in the background
+    assert selfie_refusal([240.0, 160.0], sharpness=40.0) is None  # someone behind: the attendee is nearest
 
 
 def test_poor_selfies_are_refused_with_a_reason() -> None:
