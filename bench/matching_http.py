@@ -60,8 +60,10 @@ def run_set(name: str, seed: int, workers: int) -> dict[str, float]:
     tmp, env = isolated_environment(
         "snapmatch-matching-http-", REDIS_URL, MY_PHOTOS_RATE_LIMIT="100000/minute", PROMETHEUS_MULTIPROC_DIR=""
     )
-    from snapmatch import accounts, db
+    from snapmatch import accounts, db, settings
 
+    settings.get_settings.cache_clear()  # each set has its own database and media (this process too)
+    db.dispose_all()
     db.migrate()
     procs: list[subprocess.Popen] = []
     try:
