@@ -15,6 +15,7 @@ The rule, in words (the README's matching section gives the figures behind each 
   ``sure_small``, for faces narrower than ``small_face_px``), unless the face sits among someone
   else's photos: ``min_group - 1`` or more faces linked to it whose median distance to the
   attendee is beyond ``threshold`` (a stranger's photos, one of which resembles the attendee).
+  A face within ``link`` of a reference is never vetoed so (as close as two photos of one person).
 * **Sure, through the group**: the face is within ``reach`` of the attendee and its group is the
   attendee's: the group's median distance to the attendee is at most ``group_median``, no other
   attendee has a sure face in it, and the attendee never said "not me" to one of its photos. That
