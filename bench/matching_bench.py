@@ -269,10 +269,14 @@ def _time_one_event(size: int, attendees_n: int, rng: np.random.Generator) -> tu
             theirs = np.asarray([f - 1 for f in members_of.get(a, []) if f not in inside], dtype=np.int64)
             return index.photo_ids[theirs], index.vectors[theirs]
 
-        def near(v: np.ndarray) -> tuple[np.ndarray, list[int | None]]:
-            hit = [int(f) for f in index.face_ids[index._within(v[None, :], rule.link)[:, 0]] if int(f) not in inside]
-            owners = [group_of[f] if group_of[f] in attendees else None for f in hit]
-            return index.vectors[np.asarray(hit, dtype=np.int64) - 1], owners
+        def near(probes: np.ndarray) -> list[tuple[np.ndarray, list[int | None]]]:
+            close = index._within(probes, rule.link)
+            out = []
+            for k in range(len(probes)):
+                hit = [int(f) for f in index.face_ids[close[:, k]] if int(f) not in inside]
+                owners = [group_of[f] if group_of[f] in attendees else None for f in hit]
+                out.append((index.vectors[np.asarray(hit, dtype=np.int64) - 1], owners))
+            return out
 
         decide(
             index.vectors[rows], index.photo_ids[rows], index.widths[rows], labels, attendees, rule, Outside(own, near)

@@ -89,28 +89,57 @@ class EventIndex:
     is looked up in ``face_groups`` before it is used.
     """
 
-    face_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    photo_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
-    squares: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # |v|^2 per row
+    size: int = 0
     last_id: int = 0
+    # Storage with spare room (doubled when full), so a job's few new faces are not a copy of the
+    # whole event; the public arrays below are views of the filled part.
+    _ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _photos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+    _squares: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # |v|^2 per row
 
     @property
-    def size(self) -> int:
-        return len(self.face_ids)
+    def face_ids(self) -> np.ndarray:
+        return self._ids[: self.size]
+
+    @property
+    def photo_ids(self) -> np.ndarray:
+        return self._photos[: self.size]
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self._widths[: self.size]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._vectors[: self.size]
+
+    @property
+    def squares(self) -> np.ndarray:
+        return self._squares[: self.size]
 
     def append(
         self, face_ids: Sequence[int], photo_ids: Sequence[int], widths: Sequence[float], vectors: np.ndarray
     ) -> None:
-        if not len(face_ids):
+        count = len(face_ids)
+        if not count:
             return
-        self.face_ids = np.concatenate([self.face_ids, np.asarray(face_ids, np.int64)])
-        self.photo_ids = np.concatenate([self.photo_ids, np.asarray(photo_ids, np.int64)])
-        self.widths = np.concatenate([self.widths, np.asarray(widths, np.float32)])
-        added = np.asarray(vectors, np.float32).reshape(len(face_ids), -1)
-        self.vectors = np.concatenate([self.vectors, added])
-        self.squares = np.concatenate([self.squares, np.einsum("ij,ij->i", added, added)])
+        added = np.asarray(vectors, np.float32).reshape(count, -1)
+        if self.size + count > len(self._ids):
+            capacity = max(2 * len(self._ids), self.size + count, 1024)
+            self._ids = _grown(self._ids, capacity, self.size)
+            self._photos = _grown(self._photos, capacity, self.size)
+            self._widths = _grown(self._widths, capacity, self.size)
+            self._vectors = _grown(self._vectors, capacity, self.size, added.shape[1])
+            self._squares = _grown(self._squares, capacity, self.size)
+        rows = slice(self.size, self.size + count)
+        self._ids[rows] = np.asarray(face_ids, np.int64)
+        self._photos[rows] = np.asarray(photo_ids, np.int64)
+        self._widths[rows] = np.asarray(widths, np.float32)
+        self._vectors[rows] = added
+        self._squares[rows] = np.einsum("ij,ij->i", added, added)
+        self.size += count
         self.last_id = max(self.last_id, int(max(face_ids)))
 
     def refresh(self, conn: Connection, event_id: int) -> None:
@@ -154,15 +183,25 @@ class EventIndex:
     def _within(self, probes: np.ndarray, radius: float) -> np.ndarray:
         """(size, len(probes)) booleans: |v - p| <= radius, as 2 v.p >= |v|^2 + |p|^2 - r^2 (one
         matrix product over the index, no square roots)."""
-        dots = self.vectors @ probes.T
-        bound = self.squares[:, None] + np.einsum("ij,ij->i", probes, probes)[None, :] - radius * radius
-        return 2 * dots >= bound
+        return _close(self.vectors, self.squares, np.asarray(probes, np.float32), radius)
 
     def near(self, references: np.ndarray, reach: float) -> set[int]:
         """Ids of indexed faces within ``reach`` of any reference."""
         if self.size == 0 or len(references) == 0:
             return set()
         return {int(f) for f in self.face_ids[self._within(np.asarray(references, np.float32), reach).any(axis=1)]}
+
+
+def _close(vectors: np.ndarray, squares: np.ndarray, probes: np.ndarray, radius: float) -> np.ndarray:
+    dots = vectors @ probes.T
+    return 2 * dots >= squares[:, None] + np.einsum("ij,ij->i", probes, probes)[None, :] - radius * radius
+
+
+def _grown(array: np.ndarray, capacity: int, used: int, width: int | None = None) -> np.ndarray:
+    shape = (capacity,) if width is None else (capacity, width)
+    out = np.zeros(shape, array.dtype)
+    out[:used] = array[:used]
+    return out
 
 
 _INDEX_LIMIT = 16  # events kept in memory per process
@@ -282,33 +321,36 @@ def _outside(
             vectors if vectors is not None else np.zeros((0, 128), np.float32)
         )
 
-    def near(descriptor: np.ndarray) -> tuple[np.ndarray, list[int | None]]:
+    def near(probes: np.ndarray) -> list[tuple[np.ndarray, list[int | None]]]:
         index = _event_index(conn, event_id)
-        found = sorted(set(_ids_within(index, descriptor, rule.link)) - members)
-        vectors: list[np.ndarray] = []
-        owners: list[int | None] = []
+        hits = [set(ids) - members for ids in _ids_within(index, probes, rule.link)]
+        found = sorted(set().union(*hits))
+        vector_of: dict[int, np.ndarray] = {}
+        owner_of: dict[int, int | None] = {}
         for chunk in _chunks(found):
-            owner_of = {
-                r.face_id: user_of.get(r.selfie_id)
-                for r in conn.execute(
-                    select(matches.c.face_id, matches.c.selfie_id).where(matches.c.face_id.in_(chunk), evidence)
-                )
-            }
+            for r in conn.execute(
+                select(matches.c.face_id, matches.c.selfie_id).where(matches.c.face_id.in_(chunk), evidence)
+            ):
+                owner_of[r.face_id] = user_of.get(r.selfie_id)
             for r in conn.execute(select(faces.c.id, faces.c.embedding).where(faces.c.id.in_(chunk))):
-                vector = np.frombuffer(r.embedding, np.float32)
-                # The index is a cache: keep only faces that still exist and are really that close.
-                if float(np.linalg.norm(vector - descriptor)) <= rule.link:
-                    vectors.append(vector)
-                    owners.append(owner_of.get(r.id))
-        return (np.stack(vectors) if vectors else np.zeros((0, len(descriptor)), np.float32)), owners
+                vector_of[r.id] = np.frombuffer(r.embedding, np.float32)
+        out = []
+        for probe, ids in zip(probes, hits, strict=True):
+            # The index is a cache: keep only faces that still exist and are really that close.
+            kept = [f for f in sorted(ids) if f in vector_of and np.linalg.norm(vector_of[f] - probe) <= rule.link]
+            vectors = np.stack([vector_of[f] for f in kept]) if kept else np.zeros((0, probes.shape[1]), np.float32)
+            out.append((vectors, [owner_of.get(f) for f in kept]))
+        return out
 
     return Outside(own=own, near=near)
 
 
-def _ids_within(index: EventIndex, descriptor: np.ndarray, radius: float) -> list[int]:
+def _ids_within(index: EventIndex, probes: np.ndarray, radius: float) -> list[list[int]]:
+    """For each probe, the ids of indexed faces within ``radius`` of it (one matrix product)."""
     if index.size == 0:
-        return []
-    return [int(f) for f in index.face_ids[index._within(np.asarray(descriptor, np.float32)[None, :], radius)[:, 0]]]
+        return [[] for _ in range(len(probes))]
+    close = index._within(np.asarray(probes, np.float32), radius)
+    return [[int(f) for f in index.face_ids[close[:, k]]] for k in range(len(probes))]
 
 
 def _redecide_groups(

@@ -115,11 +115,12 @@ class Outside:
     few groups at a time; the bench gives every face at once and needs none of this).
 
     ``own(attendee)``: (photo ids, descriptors) of the attendee's faces sure by the direct, group or
-    is-me rule. ``near(descriptor, exclude_photo)``: (descriptors, owners) of faces within ``link``
-    of the descriptor, the owner being the attendee they are sure for by those rules, or None."""
+    is-me rule. ``near(probes)``: for each row of ``probes``, (descriptors, owners) of the faces within
+    ``link`` of it, the owner being the attendee they are sure for by those rules, or None (one call
+    for every probe: a search of a large event costs about the same for one probe as for many)."""
 
     own: Callable[[int], tuple[np.ndarray, np.ndarray]]
-    near: Callable[[np.ndarray], tuple[np.ndarray, list[int | None]]]
+    near: Callable[[np.ndarray], list[tuple[np.ndarray, list[int | None]]]]
 
 
 def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -305,7 +306,7 @@ def _promote_lone_faces(
             return None
         return float(np.linalg.norm(descriptors[i] - evidence.mean(axis=0)))
 
-    promoted: dict[int, FaceDecision] = {}
+    vouched: list[FaceDecision] = []
     for d in candidates:
         i, a = d.face, d.attendee
         mine = to_centre(a, i)
@@ -319,9 +320,14 @@ def _promote_lone_faces(
             theirs = to_centre(b, i)
             if min(float(refs_b), theirs if theirs is not None else np.inf) - mine < rule.margin:
                 continue
-        if _someone_else_alike(i, a, descriptors, owner, attendees, rule, outside):
-            continue
-        promoted[i] = FaceDecision(i, a, Verdict.SURE, d.distance, Basis.CENTRE)
+        vouched.append(d)
+    if not vouched:
+        return decisions
+    beyond = outside.near(descriptors[[d.face for d in vouched]]) if outside else [None] * len(vouched)
+    promoted: dict[int, FaceDecision] = {}
+    for d, found in zip(vouched, beyond, strict=True):
+        if not _someone_else_alike(d.face, d.attendee, descriptors, owner, attendees, rule, found):
+            promoted[d.face] = FaceDecision(d.face, d.attendee, Verdict.SURE, d.distance, Basis.CENTRE)
     if not promoted:
         return decisions
     return [promoted.get(d.face, d) if d.verdict is Verdict.MAYBE else d for d in decisions]
@@ -334,18 +340,18 @@ def _someone_else_alike(
     owner: Mapping[int, int],
     attendees: Mapping[int, Attendee],
     rule: MatchRule,
-    outside: Outside | None,
+    beyond: tuple[np.ndarray, list[int | None]] | None,
 ) -> bool:
-    """A face within ``link`` of this one (any photo: a collage holds one person many times) is
-    another attendee's, or nobody's and beyond ``threshold`` of this attendee: someone else."""
+    """A face within ``link`` of this one (any photo: a collage holds one person many times; ``beyond``:
+    those outside the decided faces) is another attendee's, or nobody's and beyond ``threshold`` of
+    this attendee: someone else."""
     close = pairwise(descriptors[face : face + 1], descriptors)[0] <= rule.link
     close[face] = False
     vectors = [descriptors[close]]
     owners: list[int | None] = [owner.get(int(j)) for j in np.flatnonzero(close)]
-    if outside is not None:
-        out_vectors, out_owners = outside.near(descriptors[face])
-        vectors.append(out_vectors)
-        owners += out_owners
+    if beyond is not None:
+        vectors.append(beyond[0])
+        owners += beyond[1]
     near = np.concatenate(vectors)
     if not len(near):
         return False
