@@ -250,7 +250,9 @@ def decide(
                 continue
             # A face within ``link`` of a reference is as close as two photos of one person: not a
             # look-alike on a borderline face, whatever its neighbours are.
-            stranger_group = d1[i] > rule.link and _among_strangers(i, members, descriptors, dist[k], rule)
+            stranger_group = (
+                direct[i] and d1[i] > rule.link and _among_strangers(i, members, descriptors, dist[k], rule)
+            )
             joins_group = group_is_theirs and k == group_owner and d1[i] <= rule.reach
             if direct[i] and not stranger_group:
                 decisions.append(FaceDecision(int(i), a, Verdict.SURE, float(d1[i]), Basis.DIRECT))
