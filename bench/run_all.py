@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "faces_bench.py",
     "matching_bench.py",
+    "matching_http.py",
     "rq_overhead.py",
     "upload_ack.py",
     "watcher_bench.py",
