@@ -270,10 +270,9 @@ def _time_one_event(size: int, attendees_n: int, rng: np.random.Generator) -> tu
             return index.photo_ids[theirs], index.vectors[theirs]
 
         def near(probes: np.ndarray) -> list[tuple[np.ndarray, list[int | None]]]:
-            close = index._within(probes, rule.link)
             out = []
-            for k in range(len(probes)):
-                hit = [int(f) for f in index.face_ids[close[:, k]] if int(f) not in inside]
+            for ids in index.within_each(probes, rule.link):
+                hit = [f for f in ids if f not in inside]
                 owners = [group_of[f] if group_of[f] in attendees else None for f in hit]
                 out.append((index.vectors[np.asarray(hit, dtype=np.int64) - 1], owners))
             return out

@@ -194,11 +194,8 @@ def add_reference(
                 "Upload your selfie first (PUT /api/events/<id>/selfie); more reference photos come after it.",
                 code="selfie_required",
             )
-        count = conn.execute(
-            select(func.count()).select_from(selfie_references).where(selfie_references.c.selfie_id == selfie.id)
-        ).scalar()
-    if 1 + int(count or 0) >= settings.MAX_REFERENCE_PHOTOS:
-        raise _too_many_references(settings)
+        if _reference_photos(conn, selfie.id) >= settings.MAX_REFERENCE_PHOTOS:
+            raise _too_many_references(settings)
     spooled = spool(stream, tmp_dir, settings.max_upload_bytes)
     try:
         header = check_spooled(spooled, settings)
@@ -214,10 +211,7 @@ def add_reference(
         with db.transaction() as conn:
             # Counted again under the event lock: simultaneous uploads cannot pass the limit together.
             lock_event(conn, event_id)
-            count = conn.execute(
-                select(func.count()).select_from(selfie_references).where(selfie_references.c.selfie_id == selfie.id)
-            ).scalar()
-            if 1 + int(count or 0) >= settings.MAX_REFERENCE_PHOTOS:
+            if _reference_photos(conn, selfie.id) >= settings.MAX_REFERENCE_PHOTOS:
                 raise _too_many_references(settings)
             reference_id = conn.execute(
                 insert(selfie_references).values(
@@ -232,6 +226,14 @@ def add_reference(
         storage.delete(image_key)  # not recorded: nothing else will ever delete it
         raise
     return ReferenceUpload(int(reference_id), image_key)
+
+
+def _reference_photos(conn: Connection, selfie_id: int) -> int:
+    """The attendee's reference photos, the selfie included."""
+    count = conn.execute(
+        select(func.count()).select_from(selfie_references).where(selfie_references.c.selfie_id == selfie_id)
+    ).scalar()
+    return 1 + int(count or 0)
 
 
 def _too_many_references(settings: Settings) -> Conflict:

@@ -150,9 +150,8 @@ class EventIndex:
             select(func.count()).where(faces.c.event_id == event_id, faces.c.provider_face_id.is_(None))
         ).scalar_one()
         if stored != self.size:
-            fresh = EventIndex()
-            fresh._append_new(conn, event_id)
-            self.__dict__.update(fresh.__dict__)
+            self.size = self.last_id = 0  # the buffers are kept and filled again
+            self._append_new(conn, event_id)
 
     def _append_new(self, conn: Connection, event_id: int) -> None:
         rows = conn.execute(
@@ -190,6 +189,13 @@ class EventIndex:
         if self.size == 0 or len(references) == 0:
             return set()
         return {int(f) for f in self.face_ids[self._within(np.asarray(references, np.float32), reach).any(axis=1)]}
+
+    def within_each(self, probes: np.ndarray, radius: float) -> list[list[int]]:
+        """For each probe, the ids of indexed faces within ``radius`` of it (one matrix product)."""
+        if self.size == 0:
+            return [[] for _ in range(len(probes))]
+        close = self._within(np.asarray(probes, np.float32), radius)
+        return [[int(f) for f in self.face_ids[close[:, k]]] for k in range(len(probes))]
 
 
 def _close(vectors: np.ndarray, squares: np.ndarray, probes: np.ndarray, radius: float) -> np.ndarray:
@@ -323,7 +329,7 @@ def _outside(
 
     def near(probes: np.ndarray) -> list[tuple[np.ndarray, list[int | None]]]:
         index = _event_index(conn, event_id)
-        hits = [set(ids) - members for ids in _ids_within(index, probes, rule.link)]
+        hits = [set(ids) - members for ids in index.within_each(probes, rule.link)]
         found = sorted(set().union(*hits))
         vector_of: dict[int, np.ndarray] = {}
         owner_of: dict[int, int | None] = {}
@@ -343,14 +349,6 @@ def _outside(
         return out
 
     return Outside(own=own, near=near)
-
-
-def _ids_within(index: EventIndex, probes: np.ndarray, radius: float) -> list[list[int]]:
-    """For each probe, the ids of indexed faces within ``radius`` of it (one matrix product)."""
-    if index.size == 0:
-        return [[] for _ in range(len(probes))]
-    close = index._within(np.asarray(probes, np.float32), radius)
-    return [[int(f) for f in index.face_ids[close[:, k]]] for k in range(len(probes))]
 
 
 def _redecide_groups(
@@ -441,8 +439,6 @@ def _held_basis(conn: Connection, face_ids: Sequence[int]) -> dict[tuple[int, in
 def _groups_reading(conn: Connection, selfie_ids: set[int]) -> set[int]:
     """Groups holding a maybe or a ``centre`` face of these selfies: their decision reads the mean
     of the selfie's evidence."""
-    if not selfie_ids:
-        return set()
     face_ids: set[int] = set()
     for chunk in _chunks(sorted(selfie_ids)):
         face_ids |= set(
@@ -453,6 +449,11 @@ def _groups_reading(conn: Connection, selfie_ids: set[int]) -> set[int]:
                 select(matches.c.face_id).where(matches.c.selfie_id.in_(chunk), matches.c.basis == Basis.CENTRE.value)
             ).scalars()
         )
+    return _groups_of(conn, face_ids)
+
+
+def _groups_of(conn: Connection, face_ids: set[int]) -> set[int]:
+    """The groups these faces are in."""
     groups: set[int] = set()
     for chunk in _chunks(sorted(face_ids)):
         groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
@@ -522,10 +523,7 @@ def held_groups(conn: Connection, selfie_id: int) -> set[int]:
     face_ids: set[int] = set()
     for table in (matches, maybe_matches):
         face_ids |= set(conn.execute(select(table.c.face_id).where(table.c.selfie_id == selfie_id)).scalars())
-    groups: set[int] = set()
-    for chunk in _chunks(sorted(face_ids)):
-        groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
-    return groups
+    return _groups_of(conn, face_ids)
 
 
 def release_groups(conn: Connection, event_id: int, groups: set[int], threshold: float) -> set[int]:
@@ -545,12 +543,7 @@ def rematch_attendee(conn: Connection, event_id: int, user_id: int, rule: MatchR
     selfie_id = conn.execute(
         select(selfies.c.id).where(selfies.c.event_id == event_id, selfies.c.user_id == user_id)
     ).scalar()
-    if selfie_id is not None:
-        for table in (matches, maybe_matches):
-            candidates |= set(conn.execute(select(table.c.face_id).where(table.c.selfie_id == selfie_id)).scalars())
-    groups: set[int] = set()
-    for chunk in _chunks(sorted(candidates)):
-        groups |= set(conn.execute(select(face_groups.c.group_id).where(face_groups.c.face_id.in_(chunk))).scalars())
+    groups = _groups_of(conn, candidates) | (held_groups(conn, selfie_id) if selfie_id is not None else set())
     return _redecide_groups(conn, event_id, groups, rule) | {user_id}
 
 

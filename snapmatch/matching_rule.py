@@ -262,9 +262,7 @@ def decide(
                 # Borderline, or too close to call between two attendees: offered to the closest.
                 decisions.append(FaceDecision(int(i), a, Verdict.MAYBE, float(d1[i])))
     runner_up = [ids[int(order[1][i])] if len(ids) > 1 else None for i in range(n)]
-    return _promote_lone_faces(
-        decisions, descriptors, photos, small, attendees, rule, clear & ~excluded, excluded, runner_up, outside
-    )
+    return _promote_lone_faces(decisions, descriptors, photos, small, attendees, rule, clear, runner_up, outside)
 
 
 def _promote_lone_faces(
@@ -275,7 +273,6 @@ def _promote_lone_faces(
     attendees: Mapping[int, Attendee],
     rule: MatchRule,
     clear: np.ndarray,
-    excluded: np.ndarray,
     runner_up: Sequence[int | None],
     outside: Outside | None,
 ) -> list[FaceDecision]:
@@ -283,12 +280,9 @@ def _promote_lone_faces(
 
     Evidence is only what the other rules made sure (never a face promoted here), so the outcome
     does not depend on the order photos arrive in."""
-    # A small face's descriptor is vaguer: it needs both this test and to be within ``sure``.
-    candidates = [
-        d
-        for d in decisions
-        if d.verdict is Verdict.MAYBE and not excluded[d.face] and (not small[d.face] or d.distance <= rule.sure)
-    ]
+    # A small face's descriptor is vaguer: it needs both this test and to be within ``sure``. (An
+    # excluded face, "not me", is never a maybe.)
+    candidates = [d for d in decisions if d.verdict is Verdict.MAYBE and (not small[d.face] or d.distance <= rule.sure)]
     if not candidates:
         return decisions
     owner: dict[int, int] = {d.face: d.attendee for d in decisions if d.verdict is Verdict.SURE}
