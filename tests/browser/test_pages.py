@@ -73,6 +73,13 @@ def test_photographer_uploads_twenty_photos_that_reach_done_without_a_reload(sit
     sign_in(phone_page, site, "pho@example.com")
     phone_page.goto(f"{site}/events/{event_id}")
     expect(phone_page.locator("#access-code")).to_have_text(code)
+    # As a person scrolling down the page: every processed photo's thumbnail loads (they are lazy).
+    expect(phone_page.locator("#processed img")).to_have_count(20)
+    phone_page.locator("#processed img").last.scroll_into_view_if_needed()
+    phone_page.wait_for_function(
+        "[...document.querySelectorAll('#processed img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    phone_page.evaluate("window.scrollTo(0, 0)")  # the sticky header back at the top of the picture
     screenshot(phone_page, "photographer-phone")
     context.close()
     phone.close()
