@@ -152,6 +152,9 @@ def test_attendee_joins_on_a_phone_and_sees_exactly_their_photos_live(site, env,
     page.fill("input[name=password]", PASSWORD)
     page.click("#join-form button[type=submit]")
     expect(page).to_have_url(re.compile(rf"/e/{event.id}$"))
+    # The URL changes before the page's script runs; a file chosen earlier would find no listener
+    # (what failed once on a loaded machine: "No selfie yet" after 120 s).
+    page.wait_for_load_state("load")
     expect(page.locator("#indexing")).to_contain_text("5 of 5 photos checked")
 
     page.set_input_files("input[type=file][name=selfie]", str(face_images / "obama_partial_face.jpg"))
